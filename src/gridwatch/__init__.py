@@ -1,0 +1,1 @@
+"""gridwatch: IoT sensor gateway and monitoring service for grid-based city management."""

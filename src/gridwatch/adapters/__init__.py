@@ -1,0 +1,1 @@
+"""Edge protocols: payload codecs (pure) and the MQTT source."""

@@ -1,0 +1,43 @@
+"""CloudEvents 1.0 bodies for case events (pure)."""
+
+import secrets
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from gridwatch.cases.models import CaseRead
+
+SOURCE = "/gridwatch"
+
+
+class CaseEventType(StrEnum):
+    """The `type` of a case event, as the dispatch system filters on it."""
+
+    OPENED = "gridwatch.case.opened"
+    UPDATED = "gridwatch.case.updated"
+    ESCALATED = "gridwatch.case.escalated"
+    OVERDUE = "gridwatch.case.overdue"
+    CLOSED = "gridwatch.case.closed"
+
+
+def new_event_id() -> str:
+    """A unique event id; it doubles as the `webhook-id` receivers deduplicate on."""
+    return f"evt_{secrets.token_hex(12)}"
+
+
+def cloud_event(
+    *, event_id: str, event_type: CaseEventType, case: CaseRead, sequence: int, time: datetime
+) -> dict[str, Any]:
+    """A structured-mode CloudEvent whose data is the case with its per-case sequence."""
+    data = case.model_dump(mode="json", exclude={"history"})
+    data["sequence"] = sequence
+    return {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": SOURCE,
+        "type": event_type.value,
+        "subject": case.id,
+        "time": time.isoformat().replace("+00:00", "Z"),
+        "datacontenttype": "application/json",
+        "data": data,
+    }

@@ -1,0 +1,149 @@
+"""Case tables and their read schemas."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from gridwatch.domain import Severity
+from gridwatch.gateway.db import Base, UTCDateTime
+
+
+class CaseStatus(StrEnum):
+    """Where a case stands in the six-step closed loop."""
+
+    REPORTED = "reported"
+    DISPATCHED = "dispatched"
+    ACCEPTED = "accepted"
+    HANDLED = "handled"
+    VERIFIED = "verified"
+    CLOSED = "closed"
+    EVALUATED = "evaluated"
+    POSTPONED = "postponed"
+    CANCELLED = "cancelled"
+
+
+OPEN_STATUSES = frozenset(
+    {
+        CaseStatus.REPORTED,
+        CaseStatus.DISPATCHED,
+        CaseStatus.ACCEPTED,
+        CaseStatus.HANDLED,
+        CaseStatus.VERIFIED,
+        CaseStatus.POSTPONED,
+    }
+)
+
+
+class Case(Base):
+    """A work order; `open_fingerprint` is unique, so one (sensor, rule) has one open case."""
+
+    __tablename__ = "cases"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    severity: Mapped[str] = mapped_column(String(8), index=True)
+    category: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(String(300))
+    sensor_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    grid: Mapped[str | None] = mapped_column(String(15), index=True)
+    unit: Mapped[str | None] = mapped_column(String(64))
+    rule_id: Mapped[str | None] = mapped_column(String(64))
+    # Set while the case is open and cleared when it closes; NULLs do not collide in a
+    # unique index on SQLite or PostgreSQL, so closed cases never block a new one.
+    open_fingerprint: Mapped[str | None] = mapped_column(String(140), unique=True)
+    occurrences: Mapped[int] = mapped_column(Integer, default=1)
+    alarm_active: Mapped[bool] = mapped_column(default=True)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    overdue: Mapped[bool] = mapped_column(default=False)
+    drill: Mapped[bool] = mapped_column(default=False)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    last_sequence: Mapped[int] = mapped_column(Integer, default=0)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    history: Mapped[list["CaseHistory"]] = relationship(
+        back_populates="case", order_by="CaseHistory.id", cascade="all, delete-orphan"
+    )
+
+
+class CaseHistory(Base):
+    """One recorded transition or alarm update of a case."""
+
+    __tablename__ = "case_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    case: Mapped[Case] = relationship(back_populates="history")
+
+
+class OutboxEvent(Base):
+    """A case event, written in the same transaction as the case change it describes."""
+
+    __tablename__ = "outbox_events"
+    __table_args__ = (UniqueConstraint("case_id", "sequence"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    sequence: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Set once the dispatcher has created a delivery per matching subscription.
+    fanned_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+
+
+class HistoryRead(BaseModel):
+    """A history entry as the API shows it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    at: datetime
+    actor: str
+    action: str
+    from_status: str | None
+    to_status: str
+    note: str
+    data: dict[str, Any]
+
+
+class CaseRead(BaseModel):
+    """The case JSON shape of DESIGN.md."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    status: CaseStatus
+    severity: Severity
+    category: str
+    kind: str
+    title: str
+    sensor_id: str | None
+    grid: str | None
+    unit: str | None
+    rule_id: str | None
+    occurrences: int
+    alarm_active: bool
+    opened_at: datetime
+    updated_at: datetime
+    last_seen_at: datetime
+    due_at: datetime | None
+    overdue: bool
+    drill: bool
+    version: int
+    evidence: dict[str, Any]
+    history: list[HistoryRead] = []

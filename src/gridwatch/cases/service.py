@@ -1,0 +1,203 @@
+"""Case operations; every change writes its history and outbox event in the caller's transaction."""
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from gridwatch.cases.events import CaseEventType, cloud_event, new_event_id
+from gridwatch.cases.models import Case, CaseHistory, CaseRead, CaseStatus, OutboxEvent
+from gridwatch.domain import AlarmEvent, AlarmTransition, Sensor, Severity
+
+SYSTEM_ACTOR = "rules"
+
+_Statement = TypeVar("_Statement", bound=Select[Any])
+
+
+@dataclass(frozen=True, slots=True)
+class CaseChange:
+    """What an alarm did to a case: the case and the event type emitted, if any."""
+
+    case_id: str
+    event_type: CaseEventType | None
+
+
+@dataclass(frozen=True, slots=True)
+class CaseFilter:
+    """Filters for listing cases; None means any."""
+
+    status: str | None = None
+    severity: Severity | None = None
+    grid: str | None = None
+    sensor_id: str | None = None
+    open_only: bool = False
+
+
+def new_case_id(opened_at: datetime) -> str:
+    """A readable, date-prefixed case id."""
+    return f"GW-{opened_at:%Y%m%d}-{secrets.token_hex(5)}"
+
+
+async def apply_alarm(*, session: AsyncSession, alarm: AlarmEvent, sensor: Sensor) -> CaseChange:
+    """Open, update or annotate the one open case of the alarm's (sensor, rule)."""
+    case = await session.scalar(
+        select(Case)
+        .where(Case.open_fingerprint == alarm.fingerprint)
+        .options(selectinload(Case.history))
+        .with_for_update()
+    )
+    if case is None:
+        if alarm.transition is AlarmTransition.CLEARED:
+            # Nothing open to annotate (closed by people before the alarm cleared).
+            return CaseChange(case_id="", event_type=None)
+        case = _open_case(session=session, alarm=alarm, sensor=sensor)
+        return CaseChange(case.id, await _emit(session, case, CaseEventType.OPENED, alarm.at))
+    return CaseChange(case.id, await _update_case(session=session, case=case, alarm=alarm))
+
+
+def _open_case(*, session: AsyncSession, alarm: AlarmEvent, sensor: Sensor) -> Case:
+    case = Case(
+        id=new_case_id(alarm.at),
+        status=CaseStatus.REPORTED.value,
+        severity=alarm.severity.value,
+        category=alarm.category,
+        kind=sensor.kind.value,
+        title=alarm.title,
+        sensor_id=sensor.id,
+        grid=sensor.grid,
+        unit=None,
+        rule_id=alarm.rule_id,
+        open_fingerprint=alarm.fingerprint,
+        occurrences=1,
+        alarm_active=True,
+        opened_at=alarm.at,
+        updated_at=alarm.at,
+        last_seen_at=alarm.at,
+        due_at=None,
+        overdue=False,
+        drill=False,
+        version=1,
+        last_sequence=0,
+        evidence={"values": dict(alarm.values)},
+        history=[],
+    )
+    case.history.append(
+        CaseHistory(
+            at=alarm.at,
+            actor=SYSTEM_ACTOR,
+            action="report",
+            from_status=None,
+            to_status=case.status,
+            note=alarm.title,
+            data={"severity": alarm.severity.value, "values": dict(alarm.values)},
+        )
+    )
+    session.add(case)
+    return case
+
+
+async def _update_case(
+    *, session: AsyncSession, case: Case, alarm: AlarmEvent
+) -> CaseEventType | None:
+    case.version += 1
+    case.updated_at = max(case.updated_at, alarm.at)
+    if alarm.transition is AlarmTransition.CLEARED:
+        case.alarm_active = False
+        _record(case, alarm, action="alarm_cleared", note="the alarm condition cleared")
+        return await _emit(session, case, CaseEventType.UPDATED, alarm.at)
+    case.occurrences += 1
+    case.last_seen_at = max(case.last_seen_at, alarm.at)
+    case.alarm_active = True
+    case.evidence = {"values": dict(alarm.values)}
+    if Severity(alarm.severity) > Severity(case.severity):
+        previous = case.severity
+        case.severity = alarm.severity.value
+        case.title = alarm.title
+        _record(case, alarm, action="escalate", note=f"severity {previous} -> {alarm.severity}")
+        return await _emit(session, case, CaseEventType.ESCALATED, alarm.at)
+    # A repeat only counts: one webhook per reading would flood the dispatch system, and
+    # the next emitted event carries the occurrence count anyway.
+    return None
+
+
+def _record(case: Case, alarm: AlarmEvent, *, action: str, note: str) -> None:
+    case.history.append(
+        CaseHistory(
+            at=alarm.at,
+            actor=SYSTEM_ACTOR,
+            action=action,
+            from_status=case.status,
+            to_status=case.status,
+            note=note,
+            data={"severity": alarm.severity.value, "values": dict(alarm.values)},
+        )
+    )
+
+
+async def _emit(
+    session: AsyncSession, case: Case, event_type: CaseEventType, at: datetime
+) -> CaseEventType:
+    await session.flush()
+    case.last_sequence += 1
+    event_id = new_event_id()
+    body = cloud_event(
+        event_id=event_id,
+        event_type=event_type,
+        case=CaseRead.model_validate(case),
+        sequence=case.last_sequence,
+        time=at,
+    )
+    session.add(
+        OutboxEvent(
+            id=event_id,
+            case_id=case.id,
+            sequence=case.last_sequence,
+            type=event_type.value,
+            created_at=at,
+            body=body,
+            fanned_out_at=None,
+        )
+    )
+    return event_type
+
+
+async def get_case(*, session: AsyncSession, case_id: str) -> Case | None:
+    """The case with its history, or None."""
+    return await session.scalar(
+        select(Case).where(Case.id == case_id).options(selectinload(Case.history))
+    )
+
+
+def _filtered(statement: _Statement, case_filter: CaseFilter) -> _Statement:
+    if case_filter.status is not None:
+        statement = statement.where(Case.status == case_filter.status)
+    if case_filter.severity is not None:
+        statement = statement.where(Case.severity == case_filter.severity.value)
+    if case_filter.grid is not None:
+        statement = statement.where(Case.grid == case_filter.grid)
+    if case_filter.sensor_id is not None:
+        statement = statement.where(Case.sensor_id == case_filter.sensor_id)
+    if case_filter.open_only:
+        statement = statement.where(Case.open_fingerprint.is_not(None))
+    return statement
+
+
+async def list_cases(
+    *, session: AsyncSession, case_filter: CaseFilter, limit: int, offset: int
+) -> tuple[Sequence[Case], int]:
+    """A page of cases, newest first, and the total matching the filter."""
+    page = await session.scalars(
+        _filtered(select(Case), case_filter)
+        .order_by(Case.opened_at.desc(), Case.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    total = await session.scalar(
+        _filtered(select(func.count()).select_from(Case), case_filter)
+    )
+    return page.all(), int(total or 0)

@@ -1,0 +1,1 @@
+"""Delivery of case events: webhook subscriptions, the outbox relay and signing."""

@@ -1,0 +1,34 @@
+"""Webhook subscriptions; the settings' webhook_url is kept as one at start-up."""
+
+import secrets
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gridwatch.dispatch.models import WebhookSubscription
+
+
+async def ensure_subscription(
+    *, session: AsyncSession, url: str, secret: str, types: list[str] | None = None
+) -> WebhookSubscription:
+    """The subscription for this URL, created or updated to the given secret and types."""
+    subscription = await session.scalar(
+        select(WebhookSubscription).where(WebhookSubscription.url == url)
+    )
+    if subscription is None:
+        subscription = WebhookSubscription(
+            id=f"sub_{secrets.token_hex(8)}",
+            url=url,
+            secret=secret,
+            types=types or [],
+            filter={},
+            enabled=True,
+            disabled_reason=None,
+            created_at=datetime.now(UTC),
+        )
+        session.add(subscription)
+    else:
+        subscription.secret = secret
+        subscription.types = types or []
+    return subscription

@@ -1,0 +1,1 @@
+"""The runtime kernel: settings, database, sensor registry, ingest pipeline, telemetry store."""

@@ -1,0 +1,1 @@
+"""Alembic migrations; run by gridwatch.gateway.db.migrate at start-up."""

@@ -1,0 +1,48 @@
+"""Applies alarm events to cases, one transaction per reading, then wakes the webhook relay."""
+
+import logging
+from collections.abc import Callable, Sequence
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gridwatch.cases.service import CaseChange, apply_alarm
+from gridwatch.domain import AlarmEvent, Sensor
+from gridwatch.gateway.metrics import Metrics
+from gridwatch.gateway.pipeline import TransientError
+
+log = logging.getLogger("gridwatch.cases")
+
+
+class DatabaseCaseSink:
+    """The pipeline's CaseSink backed by the case tables and the outbox."""
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        metrics: Metrics,
+        on_committed: Callable[[], None],
+    ) -> None:
+        self._sessions = sessions
+        self._metrics = metrics
+        self._on_committed = on_committed
+
+    async def __call__(self, sensor: Sensor, alarms: Sequence[AlarmEvent]) -> None:
+        """Apply every alarm of one reading atomically; connection trouble is transient."""
+        try:
+            async with self._sessions() as session, session.begin():
+                changes: list[CaseChange] = [
+                    await apply_alarm(session=session, alarm=alarm, sensor=sensor)
+                    for alarm in alarms
+                ]
+        except (OperationalError, InterfaceError, OSError) as err:
+            raise TransientError(str(err)) from err
+        for change in changes:
+            if change.event_type is None:
+                continue
+            self._metrics.case_events.labels(change.event_type.value).inc()
+            log.info(
+                "case event %s case=%s sensor=%s", change.event_type, change.case_id, sensor.id
+            )
+        self._on_committed()

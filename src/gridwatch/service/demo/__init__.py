@@ -1,0 +1,1 @@
+"""Data files for `gridwatch demo`: its sensors and rules."""

@@ -1,0 +1,195 @@
+"""The running service: MQTT source, webhook relay and HTTP API under one task group."""
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import uvicorn
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from gridwatch.adapters.mqtt import MqttSource
+from gridwatch.api import ApiContext, create_app
+from gridwatch.api.deps import hash_key
+from gridwatch.dispatch.relay import WebhookRelay
+from gridwatch.dispatch.subscriptions import ensure_subscription
+from gridwatch.gateway.db import create_engine, migrate, session_factory
+from gridwatch.gateway.metrics import Metrics
+from gridwatch.gateway.pipeline import IngestPipeline
+from gridwatch.gateway.registry import SensorRegistry, load_sensors_file
+from gridwatch.gateway.rejects import RejectLog
+from gridwatch.gateway.settings import Settings
+from gridwatch.gateway.telemetry import MemoryTelemetryStore
+from gridwatch.rules import DEFAULT_PACK_DIR, RuleEngine, load_rules_dir
+from gridwatch.service.case_sink import DatabaseCaseSink
+
+log = logging.getLogger("gridwatch.service")
+
+DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
+WEBHOOK_TIMEOUT_S = 10.0
+
+
+class _Server(uvicorn.Server):
+    """Uvicorn without its own signal handling: the service decides when to stop."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = asyncio.Event()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Leave SIGINT and SIGTERM to the caller."""
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Start listening, then tell whoever waits."""
+        await super().startup(sockets)
+        self.listening.set()
+
+
+@dataclass
+class _Parts:
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    pipeline: IngestPipeline
+    relay: WebhookRelay
+    source: MqttSource
+    server: _Server
+
+
+class Service:
+    """gridwatch as one process; `run` returns after `stop` is set and everything has shut down."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.registry = SensorRegistry()
+        self.store = MemoryTelemetryStore()
+        self.rejects = RejectLog(settings.data_dir / "rejected.jsonl")
+        self._mqtt_connected = False
+        self.started = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set, then shut down gracefully."""
+        settings = self.settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if settings.sensors_file is not None:
+            self.registry.replace(load_sensors_file(settings.sensors_file))
+        rules = load_rules_dir(settings.rules_dir or DEFAULT_PACK_DIR)
+        engine = create_engine(settings.resolved_database_url)
+        try:
+            await migrate(engine)
+            sessions = session_factory(engine)
+            await self._subscribe_configured_webhook(sessions)
+            async with httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT_S) as http:
+                parts = self._build(engine, sessions, RuleEngine(rules), http)
+                log.info(
+                    "gridwatch started: %d sensors, %d rules, mqtt %s, api http://%s:%d",
+                    len(self.registry), len(rules), parts.source.endpoint.host + ":"
+                    + str(parts.source.endpoint.port), settings.http_host, settings.http_port,
+                )  # fmt: skip
+                await self._supervise(parts, stop)
+        finally:
+            await engine.dispose()
+
+    def _build(
+        self,
+        engine: AsyncEngine,
+        sessions: async_sessionmaker[AsyncSession],
+        rule_engine: RuleEngine,
+        http: httpx.AsyncClient,
+    ) -> _Parts:
+        settings = self.settings
+        relay = WebhookRelay(
+            sessions=sessions,
+            http=http,
+            metrics=self.metrics,
+            max_attempts=settings.webhook_max_attempts,
+        )
+        pipeline = IngestPipeline(
+            topic_prefix=settings.mqtt_topic_prefix,
+            registry=self.registry,
+            store=self.store,
+            engine=rule_engine,
+            cases=DatabaseCaseSink(
+                sessions=sessions, metrics=self.metrics, on_committed=relay.notify
+            ),
+            rejects=self.rejects,
+            metrics=self.metrics,
+        )
+
+        source = MqttSource(
+            url=settings.mqtt_url or DEFAULT_MQTT_URL,
+            topic_prefix=settings.mqtt_topic_prefix,
+            client_id=settings.mqtt_client_id,
+            handler=pipeline.handle,
+            on_connection=self._set_connected,
+        )
+        admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
+        if admin_key is None:
+            log.warning("GRIDWATCH_ADMIN_KEY is not set: every /api/v1 call will be refused")
+        context = ApiContext(
+            sessions=sessions,
+            registry=self.registry,
+            store=self.store,
+            rejects=self.rejects,
+            metrics=self.metrics,
+            admin_key_hash=hash_key(admin_key) if admin_key else None,
+            readiness=lambda: self._readiness(engine),
+        )
+        config = uvicorn.Config(
+            create_app(context),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_level="warning",
+            lifespan="off",
+        )
+        return _Parts(engine, sessions, pipeline, relay, source, _Server(config))
+
+    async def _supervise(self, parts: _Parts, stop: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as group:
+            workers = [
+                group.create_task(parts.source.run(), name="mqtt-source"),
+                group.create_task(parts.relay.run(), name="webhook-relay"),
+            ]
+            serving = group.create_task(parts.server.serve(), name="http-api")
+            listening = asyncio.create_task(parts.server.listening.wait())
+            await asyncio.wait({serving, listening}, return_when=asyncio.FIRST_COMPLETED)
+            listening.cancel()
+            self.started.set()
+            await stop.wait()
+            log.info("gridwatch stopping")
+            parts.server.should_exit = True
+            for worker in workers:
+                worker.cancel()
+
+    def _set_connected(self, connected: bool) -> None:
+        self._mqtt_connected = connected
+        self.metrics.mqtt_connected.set(1 if connected else 0)
+
+    async def _readiness(self, engine: AsyncEngine) -> dict[str, bool]:
+        database = True
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except (OSError, SQLAlchemyError):
+            database = False
+        return {"database": database, "mqtt": self._mqtt_connected}
+
+    async def _subscribe_configured_webhook(
+        self, sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        settings = self.settings
+        if not settings.webhook_url:
+            return
+        secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
+        if not secret:
+            raise ValueError("webhook_url is set but webhook_secret is not (a whsec_... secret)")
+        async with sessions() as session, session.begin():
+            await ensure_subscription(session=session, url=settings.webhook_url, secret=secret)
+        log.info("webhook subscription ready url=%s", settings.webhook_url)
