@@ -58,7 +58,12 @@ def _message(topic: str, payload: object) -> RawMessage:
         ("city/gw/RG-1/telemetry", b"{not json", RejectReason.BAD_PAYLOAD, "not valid JSON"),
         ("city/gw/RG-1/telemetry", {"rain_mm": "lots"}, RejectReason.BAD_PAYLOAD, "rain_mm"),
         ("city/gw/RG-1/telemetry", {"rain_mm": -3}, RejectReason.BAD_PAYLOAD, "minimum"),
-        ("city/gw/NOPE/telemetry", {"rain_mm": 1}, RejectReason.UNKNOWN_SENSOR, "no sensor registered"),
+        (
+            "city/gw/NOPE/telemetry",
+            {"rain_mm": 1},
+            RejectReason.UNKNOWN_SENSOR,
+            "no sensor registered",
+        ),
         ("city/gw/RG-OLD/telemetry", {"rain_mm": 1}, RejectReason.SENSOR_RETIRED, "retired"),
         ("city/gw/RG-1/gossip", {"rain_mm": 1}, RejectReason.BAD_TOPIC, "unknown channel"),
         ("city/gw/RG-1", {"rain_mm": 1}, RejectReason.BAD_TOPIC, "expected"),

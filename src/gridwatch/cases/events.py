@@ -5,7 +5,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from gridwatch.cases.models import CaseRead
+from gridwatch.cases.models import CaseSummary
 
 SOURCE = "/gridwatch"
 
@@ -26,10 +26,10 @@ def new_event_id() -> str:
 
 
 def cloud_event(
-    *, event_id: str, event_type: CaseEventType, case: CaseRead, sequence: int, time: datetime
+    *, event_id: str, event_type: CaseEventType, case: CaseSummary, sequence: int, time: datetime
 ) -> dict[str, Any]:
     """A structured-mode CloudEvent whose data is the case with its per-case sequence."""
-    data = case.model_dump(mode="json", exclude={"history"})
+    data = case.model_dump(mode="json")
     data["sequence"] = sequence
     return {
         "specversion": "1.0",

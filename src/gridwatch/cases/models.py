@@ -69,7 +69,12 @@ class Case(Base):
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     history: Mapped[list["CaseHistory"]] = relationship(
-        back_populates="case", order_by="CaseHistory.id", cascade="all, delete-orphan"
+        back_populates="case",
+        order_by="CaseHistory.id",
+        cascade="all, delete-orphan",
+        # History is loaded only where asked for (selectinload); an implicit lazy load in
+        # async code would fail obscurely, so make it fail loudly instead.
+        lazy="raise",
     )
 
 
@@ -121,8 +126,8 @@ class HistoryRead(BaseModel):
     data: dict[str, Any]
 
 
-class CaseRead(BaseModel):
-    """The case JSON shape of DESIGN.md."""
+class CaseSummary(BaseModel):
+    """The case JSON shape of DESIGN.md, without its history."""
 
     model_config = ConfigDict(from_attributes=True)
 
@@ -146,4 +151,9 @@ class CaseRead(BaseModel):
     drill: bool
     version: int
     evidence: dict[str, Any]
-    history: list[HistoryRead] = []
+
+
+class CaseRead(CaseSummary):
+    """A case with every recorded transition."""
+
+    history: list[HistoryRead]

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from gridwatch.cases.events import CaseEventType, cloud_event, new_event_id
-from gridwatch.cases.models import Case, CaseHistory, CaseRead, CaseStatus, OutboxEvent
+from gridwatch.cases.models import Case, CaseHistory, CaseStatus, CaseSummary, OutboxEvent
 from gridwatch.domain import AlarmEvent, AlarmTransition, Sensor, Severity
 
 SYSTEM_ACTOR = "rules"
@@ -148,7 +148,7 @@ async def _emit(
     body = cloud_event(
         event_id=event_id,
         event_type=event_type,
-        case=CaseRead.model_validate(case),
+        case=CaseSummary.model_validate(case),
         sequence=case.last_sequence,
         time=at,
     )
@@ -197,7 +197,5 @@ async def list_cases(
         .limit(limit)
         .offset(offset)
     )
-    total = await session.scalar(
-        _filtered(select(func.count()).select_from(Case), case_filter)
-    )
+    total = await session.scalar(_filtered(select(func.count()).select_from(Case), case_filter))
     return page.all(), int(total or 0)

@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 from gridwatch.api.deps import Authorized, SessionDep
 from gridwatch.cases import service
-from gridwatch.cases.models import CaseRead, CaseStatus
+from gridwatch.cases.models import CaseRead, CaseStatus, CaseSummary
 from gridwatch.domain import Severity
 
 router = APIRouter(prefix="/api/v1/cases", tags=["cases"], dependencies=[Authorized])
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/api/v1/cases", tags=["cases"], dependencies=[Authori
 class CasePage(BaseModel):
     """One page of cases, newest first."""
 
-    items: list[CaseRead]
+    items: list[CaseSummary]
     total: int
     limit: int
     offset: int
@@ -44,7 +44,7 @@ async def list_cases(
     cases, total = await service.list_cases(
         session=session, case_filter=case_filter, limit=limit, offset=offset
     )
-    items = [CaseRead.model_validate(case).model_copy(update={"history": []}) for case in cases]
+    items = [CaseSummary.model_validate(case) for case in cases]
     return CasePage(items=items, total=total, limit=limit, offset=offset)
 
 
