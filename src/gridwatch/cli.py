@@ -43,12 +43,20 @@ def run(config: ConfigOption = None) -> None:
 def demo(
     config: ConfigOption = None,
     speed: Annotated[float, typer.Option(help="Simulation speed: 1, 10, 100 ...")] = 1.0,
+    embedded_broker: Annotated[
+        bool, typer.Option(help="Use the embedded broker even when Mosquitto is reachable.")
+    ] = False,
 ) -> None:
     """Run broker, gateway, API and simulators together on embedded defaults (Ctrl-C stops)."""
+    # Imported here so `gridwatch --help` does not load the whole service.
     from gridwatch.service.demo_runner import run_demo
 
     settings = _settings(config)
-    _run_until_signal(lambda stop: run_demo(settings, speed=speed, stop=stop, console=console))
+    _run_until_signal(
+        lambda stop: run_demo(
+            settings, speed=speed, stop=stop, console=console, embedded_broker=embedded_broker
+        )
+    )
 
 
 @app.command()
@@ -57,16 +65,19 @@ def simulate(
     mqtt_url: Annotated[str, typer.Option(help="Broker URL.")] = "mqtt://127.0.0.1:1883",
     prefix: Annotated[str, typer.Option(help="MQTT topic prefix.")] = "gridwatch",
     speed: Annotated[float, typer.Option(help="1, 10, 100 ...; 0 for full speed.")] = 1.0,
-    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many scenario seconds.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed for repeatable feeds.")] = 0,
 ) -> None:
     """Publish a scenario's simulated devices to a broker."""
-    from gridwatch.simulators import load_scenario, run_scenario
+    from gridwatch.simulators import RunStats, load_scenario, run_scenario
 
     loaded = load_scenario(scenario)
+    stats = RunStats()
 
     async def simulate_until(stop: asyncio.Event) -> None:
-        task = asyncio.create_task(
+        publishing = asyncio.create_task(
             run_scenario(
                 loaded,
                 mqtt_url=mqtt_url,
@@ -74,14 +85,15 @@ def simulate(
                 speed=math.inf if speed <= 0 else speed,
                 duration_s=duration,
                 seed=seed,
+                stats=stats,
             )
         )
         stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({publishing, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
-        task.cancel()
-        stats = await asyncio.gather(task, return_exceptions=True)
-        console.print(f"simulation finished: {stats[0]}")
+        publishing.cancel()
+        await asyncio.gather(publishing, return_exceptions=True)
+        console.print(f"simulation finished: {stats}")
 
     _run_until_signal(simulate_until)
 
@@ -96,6 +108,11 @@ def _settings(config: Path | None) -> Settings:
         level=settings.log_level,
         format="%(asctime)s %(levelname)-7s %(name)s %(message)s",
     )
+    # Per-request and per-migration lines drown out gridwatch's own; their warnings still show.
+    for chatty in ("httpx", "alembic"):
+        logging.getLogger(chatty).setLevel(
+            max(logging.WARNING, logging.getLevelName(settings.log_level))
+        )
     return settings
 
 

@@ -21,7 +21,12 @@ CASE_POLL_S = 1.0
 
 
 async def run_demo(
-    settings: Settings, *, speed: float, stop: asyncio.Event, console: Console
+    settings: Settings,
+    *,
+    speed: float,
+    stop: asyncio.Event,
+    console: Console,
+    embedded_broker: bool = False,
 ) -> None:
     """Run the demo until `stop` is set."""
     data_dir = settings.data_dir / "demo"
@@ -31,7 +36,7 @@ async def run_demo(
         settings.admin_key.get_secret_value() if settings.admin_key else secrets.token_urlsafe(24)
     )
     async with contextlib.AsyncExitStack() as stack:
-        mqtt_url, broker_name = await _choose_broker(settings, stack)
+        mqtt_url, broker_name = await _choose_broker(settings, stack, embedded=embedded_broker)
         demo_settings = settings.model_copy(
             update={
                 "data_dir": data_dir,
@@ -71,10 +76,13 @@ async def run_demo(
         console.print("[bold]gridwatch demo stopped.[/]")
 
 
-async def _choose_broker(settings: Settings, stack: contextlib.AsyncExitStack) -> tuple[str, str]:
-    if settings.mqtt_url:
+async def _choose_broker(
+    settings: Settings, stack: contextlib.AsyncExitStack, *, embedded: bool
+) -> tuple[str, str]:
+    """A configured broker, else a reachable local Mosquitto, else the embedded broker."""
+    if settings.mqtt_url and not embedded:
         return settings.mqtt_url, f"configured broker {settings.mqtt_url}"
-    if await _accepts(MOSQUITTO_HOST, MOSQUITTO_PORT):
+    if not embedded and await _accepts(MOSQUITTO_HOST, MOSQUITTO_PORT):
         return f"mqtt://{MOSQUITTO_HOST}:{MOSQUITTO_PORT}", "Mosquitto on 127.0.0.1:1883"
     broker = await stack.enter_async_context(EmbeddedBroker(host=MOSQUITTO_HOST, port=0))
     return broker.url, f"embedded broker on {broker.url}"

@@ -1,0 +1,78 @@
+"""Start gridwatch as a user would: the installed console script, configured by environment."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import httpx
+
+GRIDWATCH = Path(sys.executable).parent / "gridwatch"
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 20.0
+
+
+class GridwatchProcess:
+    """`gridwatch <args>` in a subprocess, its output in a log file; stopped with SIGINT."""
+
+    def __init__(self, args: list[str], *, env: dict[str, str], log_path: Path) -> None:
+        self.args = args
+        self.env = os.environ | env
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.env['GRIDWATCH_HTTP_PORT']}"
+
+    def start(self, *, ready_path: str = "/readyz") -> None:
+        """Start and wait until `ready_path` answers 200."""
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(GRIDWATCH), *self.args], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gridwatch exited early:\n{self.output()}")
+            try:
+                if httpx.get(self.api + ready_path, timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"gridwatch not ready in {START_TIMEOUT_S}s:\n{self.output()}")
+
+    def stop(self, sig: int = signal.SIGINT) -> int:
+        """Signal the process and return its exit code."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise RuntimeError(f"gridwatch did not stop on {sig}:\n{self.output()}") from None
+        return self.process.returncode
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()

@@ -1,0 +1,170 @@
+"""End to end: `gridwatch run` against a real Mosquitto, database and webhook receiver."""
+
+import asyncio
+import math
+import re
+import signal
+import time
+import uuid
+from collections import Counter
+
+import httpx
+import pytest
+
+from gridwatch.simulators import parse_scenario, run_scenario
+from tests.e2e.process import GridwatchProcess
+from tests.e2e.publish import publish_all
+from tests.servers.ports import free_port
+
+pytestmark = pytest.mark.slow
+
+ADMIN_KEY = "e2e-admin-key-0123456789abcdefgh"
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+SENSORS = """
+sensors:
+  - {id: RG-1, kind: rain_gauge, grid: "110101001001001", interval_s: 5}
+  - {id: CAM-1, kind: camera, grid: "110101001001002", interval_s: 60}
+"""
+RULES = """
+rules:
+  - id: burst
+    title: "Rain at {sensor_id}: {value} mm ({severity})"
+    category: "event:0401"
+    applies_to: {kinds: [rain_gauge]}
+    condition: {type: threshold, field: rain_mm, levels: {blue: 2, yellow: 3, red: 8}, clear: 0.5}
+"""
+# Heavy rain for a minute of scenario time: 4.5 mm per 5 s report, a yellow alarm.
+SCENARIO = """
+devices:
+  - {id: RG-1, kind: rain_gauge, interval_s: 5, tip_mm: 0.1, rate_mm_h: 2, jitter: 0.0}
+timeline:
+  - {at_s: 10, device: RG-1, action: set, params: {mm_per_report: 4.5}}
+duration_s: 60
+"""
+
+
+@pytest.fixture
+def gridwatch(tmp_path, mosquitto, database_url, webhook_receiver, webhook_secret):
+    (tmp_path / "sensors.yaml").write_text(SENSORS)
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "burst.yaml").write_text(RULES)
+    prefix = f"e2e-{uuid.uuid4().hex[:8]}"
+    env = {
+        "GRIDWATCH_DATA_DIR": str(tmp_path / "var"),
+        "GRIDWATCH_DATABASE_URL": database_url,
+        "GRIDWATCH_MQTT_URL": mosquitto.url,
+        "GRIDWATCH_MQTT_TOPIC_PREFIX": prefix,
+        "GRIDWATCH_MQTT_CLIENT_ID": f"gateway-{prefix}",
+        "GRIDWATCH_HTTP_PORT": str(free_port()),
+        "GRIDWATCH_SENSORS_FILE": str(tmp_path / "sensors.yaml"),
+        "GRIDWATCH_RULES_DIR": str(tmp_path / "rules"),
+        "GRIDWATCH_ADMIN_KEY": ADMIN_KEY,
+        "GRIDWATCH_WEBHOOK_URL": webhook_receiver.url,
+        "GRIDWATCH_WEBHOOK_SECRET": webhook_secret,
+    }
+    with GridwatchProcess(["run"], env=env, log_path=tmp_path / "gridwatch.log") as process:
+        yield process
+        assert process.stop() == 0, process.output()
+
+
+def _prefix(process):
+    return process.env["GRIDWATCH_MQTT_TOPIC_PREFIX"]
+
+
+def _get(process, path, **params):
+    response = httpx.get(process.api + path, headers=AUTH, params=params, timeout=5.0)
+    response.raise_for_status()
+    return response.json()
+
+
+def _wait_until(predicate, *, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+def test_simulated_rain_opens_exactly_one_case_and_one_webhook_per_event(
+    gridwatch, mosquitto, webhook_receiver
+):
+    stats = asyncio.run(
+        run_scenario(
+            parse_scenario(SCENARIO),
+            mqtt_url=mosquitto.url,
+            topic_prefix=_prefix(gridwatch),
+            speed=math.inf,
+        )
+    )
+    published = stats.published["RG-1"]["telemetry"]
+    assert published >= 12
+
+    def telemetry():
+        readings = _get(gridwatch, "/api/v1/sensors/RG-1/readings", limit=1000)
+        return [r for r in readings if r["channel"] == "telemetry"]
+
+    _wait_until(lambda: len(telemetry()) >= published, what="all simulated readings stored")
+    assert len(telemetry()) == published
+    cases = _get(gridwatch, "/api/v1/cases")
+    assert cases["total"] == 1, cases
+    (case,) = cases["items"]
+    assert (case["sensor_id"], case["rule_id"], case["severity"]) == ("RG-1", "burst", "yellow")
+    assert case["occurrences"] >= 9
+    webhook_receiver.wait_for(1)
+    time.sleep(2.0)  # anything delivered twice would arrive within this settle time
+    deliveries = webhook_receiver.received
+    assert [d.json["type"] for d in deliveries] == ["gridwatch.case.opened"]
+    assert Counter(d.event_id for d in deliveries).most_common(1)[0][1] == 1
+    assert len(webhook_receiver.attempts) == len(deliveries)
+    assert webhook_receiver.rejected == []
+    opened = deliveries[0].json
+    assert opened["subject"] == case["id"]
+    assert opened["data"]["sequence"] == 1
+
+
+def test_malformed_messages_are_counted_and_the_stream_goes_on(gridwatch, mosquitto):
+    topic = f"{_prefix(gridwatch)}/RG-1/telemetry"
+    publish_all(
+        mosquitto.host,
+        mosquitto.port,
+        [
+            (topic, b"{this is not json"),
+            (topic, {"rain_mm": "three"}),
+            (topic, {"rain_mm": 1e9}),
+            (f"{_prefix(gridwatch)}/GHOST-9/telemetry", {"rain_mm": 1.0}),
+            (f"{_prefix(gridwatch)}/CAM-1/event", {"event": "smoke_fire", "confidence": 7}),
+            (topic, {"rain_mm": 0.3, "ts": "2026-11-21T10:00:00Z"}),
+        ],
+    )
+    readings = _wait_until(
+        lambda: _get(gridwatch, "/api/v1/sensors/RG-1/readings"), what="the good reading"
+    )
+    assert [r["values"] for r in readings] == [{"rain_mm": 0.3}]
+    metrics = httpx.get(gridwatch.api + "/metrics", headers=AUTH, timeout=5.0).text
+    rejected = dict(
+        re.findall(r'gridwatch_messages_rejected_total\{reason="(\w+)"\} (\d+)', metrics)
+    )
+    assert rejected == {"bad_payload": "4", "unknown_sensor": "1"}
+    set_aside = (gridwatch.log_path.parent / "var" / "rejected.jsonl").read_text().splitlines()
+    assert len(set_aside) == 5
+    assert "confidence: 7.0 is above the maximum 1" in gridwatch.output()
+
+
+def test_readings_published_while_the_gateway_is_down_are_not_lost(gridwatch, mosquitto):
+    topic = f"{_prefix(gridwatch)}/RG-1/telemetry"
+    publish_all(mosquitto.host, mosquitto.port, [(topic, {"rain_mm": 0.1})])
+    _wait_until(lambda: _get(gridwatch, "/api/v1/sensors/RG-1/readings"), what="first reading")
+    assert gridwatch.stop(signal.SIGTERM) == 0
+    # The broker keeps QoS 1 messages for the gateway's persistent session while it is down.
+    publish_all(mosquitto.host, mosquitto.port, [(topic, {"rain_mm": 0.2})] * 50)
+    gridwatch.start()
+
+    # The memory store starts empty after the restart: exactly the 50 queued readings arrive.
+    def readings():
+        return _get(gridwatch, "/api/v1/sensors/RG-1/readings", limit=500)
+
+    _wait_until(lambda: len(readings()) >= 50, what="50 queued readings")
+    time.sleep(1.0)
+    assert [r["values"] for r in readings()] == [{"rain_mm": 0.2}] * 50
