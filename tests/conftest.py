@@ -6,12 +6,18 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from hypothesis import HealthCheck, settings
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gridwatch.gateway.db import create_engine, migrate, session_factory
 from tests.servers.fixtures import *  # noqa: F403
 
 BACKENDS = ("sqlite", "postgresql")
+
+# Timing is for benchmarks: on a loaded 2-core machine Hypothesis's deadline and slow-generation
+# checks fail tests whose logic is fine.
+settings.register_profile("gridwatch", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("gridwatch")
 
 
 def _backends() -> list[str]:

@@ -5,7 +5,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, select, update
 
-import gridwatch.dispatch.models  # noqa: F401 - registers the dispatch tables in the metadata
+# Imported for their side effect: every table module registers itself in the metadata.
+import gridwatch.api.keys
+import gridwatch.dispatch.models
+import gridwatch.registry.models  # noqa: F401
 from gridwatch.cases.models import Case, CaseHistory, OutboxEvent
 from gridwatch.cases.service import apply_alarm, get_case
 from gridwatch.domain import AlarmTransition, Severity

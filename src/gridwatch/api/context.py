@@ -1,7 +1,8 @@
 """What the API needs from the running service, handed over explicitly (no globals)."""
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -9,6 +10,22 @@ from gridwatch.gateway.metrics import Metrics
 from gridwatch.gateway.registry import SensorRegistry
 from gridwatch.gateway.rejects import RejectLog
 from gridwatch.gateway.telemetry import TelemetryStore
+from gridwatch.rules import Rule
+
+
+class DeviceProfileView(Protocol):
+    """What the API needs of a device profile."""
+
+    @property
+    def kind(self) -> str:
+        """The sensor kind the profile is for."""
+
+    def public_dict(self) -> dict[str, Any]:
+        """The profile as the API lists it."""
+
+
+async def _nothing_changed() -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -20,5 +37,10 @@ class ApiContext:
     store: TelemetryStore
     rejects: RejectLog
     metrics: Metrics
-    admin_key_hash: bytes | None
+    admin_key_digest: str | None
     readiness: Callable[[], Awaitable[dict[str, bool]]]
+    profiles: Mapping[str, DeviceProfileView] = field(default_factory=dict)
+    rules: Callable[[], Sequence[Rule]] = tuple
+    # Called after a committed registry change, so the gateway's index updates at once.
+    sensors_changed: Callable[[], Awaitable[None]] = _nothing_changed
+    strict_location: bool = False

@@ -8,6 +8,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gridwatch.registry.problems import RegistryError
+
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -39,7 +41,14 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(422, detail, instance=request.url.path, errors=errors)
 
 
+async def _registry_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RegistryError)
+    errors = [problem.as_json() for problem in exc.problems]
+    return problem(exc.status, exc.summary, instance=request.url.path, errors=errors)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
-    """Route HTTP and validation errors through problem+json."""
+    """Route HTTP, validation and registry errors through problem+json."""
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(RegistryError, _registry_error)

@@ -36,6 +36,7 @@ class CaseFilter:
     grid: str | None = None
     sensor_id: str | None = None
     open_only: bool = False
+    include_test: bool = False
 
 
 def new_case_id(opened_at: datetime) -> str:
@@ -43,11 +44,18 @@ def new_case_id(opened_at: datetime) -> str:
     return f"GW-{opened_at:%Y%m%d}-{secrets.token_hex(5)}"
 
 
-async def apply_alarm(*, session: AsyncSession, alarm: AlarmEvent, sensor: Sensor) -> CaseChange:
-    """Open, update or annotate the one open case of the alarm's (sensor, rule)."""
+async def apply_alarm(
+    *, session: AsyncSession, alarm: AlarmEvent, sensor: Sensor, test: bool = False
+) -> CaseChange:
+    """Open, update or annotate the one open case of the alarm's (sensor, rule).
+
+    A test case (from a sensor being commissioned) is kept apart from live ones, so a test
+    case still open when the sensor goes live never absorbs its first real alarm.
+    """
+    open_key = f"test:{alarm.fingerprint}" if test else alarm.fingerprint
     case = await session.scalar(
         select(Case)
-        .where(Case.open_fingerprint == alarm.fingerprint)
+        .where(Case.open_fingerprint == open_key)
         .options(selectinload(Case.history))
         .with_for_update()
     )
@@ -55,12 +63,12 @@ async def apply_alarm(*, session: AsyncSession, alarm: AlarmEvent, sensor: Senso
         if alarm.transition is AlarmTransition.CLEARED:
             # Nothing open to annotate (closed by people before the alarm cleared).
             return CaseChange(case_id="", event_type=None)
-        case = _open_case(session=session, alarm=alarm, sensor=sensor)
+        case = _open_case(session=session, alarm=alarm, sensor=sensor, open_key=open_key)
         return CaseChange(case.id, await _emit(session, case, CaseEventType.OPENED, alarm.at))
     return CaseChange(case.id, await _update_case(session=session, case=case, alarm=alarm))
 
 
-def _open_case(*, session: AsyncSession, alarm: AlarmEvent, sensor: Sensor) -> Case:
+def _open_case(*, session: AsyncSession, alarm: AlarmEvent, sensor: Sensor, open_key: str) -> Case:
     case = Case(
         id=new_case_id(alarm.at),
         status=CaseStatus.REPORTED.value,
@@ -72,7 +80,7 @@ def _open_case(*, session: AsyncSession, alarm: AlarmEvent, sensor: Sensor) -> C
         grid=sensor.grid,
         unit=None,
         rule_id=alarm.rule_id,
-        open_fingerprint=alarm.fingerprint,
+        open_fingerprint=open_key,
         occurrences=1,
         alarm_active=True,
         opened_at=alarm.at,
@@ -80,7 +88,7 @@ def _open_case(*, session: AsyncSession, alarm: AlarmEvent, sensor: Sensor) -> C
         last_seen_at=alarm.at,
         due_at=None,
         overdue=False,
-        drill=False,
+        drill=open_key != alarm.fingerprint,
         version=1,
         last_sequence=0,
         evidence={"values": dict(alarm.values)},
@@ -182,6 +190,8 @@ def _filtered(statement: _Statement, case_filter: CaseFilter) -> _Statement:
         statement = statement.where(Case.grid == case_filter.grid)
     if case_filter.sensor_id is not None:
         statement = statement.where(Case.sensor_id == case_filter.sensor_id)
+    if not case_filter.include_test:
+        statement = statement.where(Case.drill.is_(False))
     if case_filter.open_only:
         statement = statement.where(Case.open_fingerprint.is_not(None))
     return statement

@@ -4,7 +4,14 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 SENSOR_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 SENSOR_ID_RE = re.compile(SENSOR_ID_PATTERN)
@@ -44,11 +51,47 @@ class Location(BaseModel):
 
 
 class MqttProtocol(BaseModel):
-    """The sensor publishes on gridwatch's MQTT topics."""
+    """The sensor publishes on gridwatch's MQTT topics, optionally through a vendor codec."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     type: Literal["mqtt"] = "mqtt"
+    codec: str | None = Field(default=None, description="A vendor codec profile name.")
+
+
+class ModbusProtocol(BaseModel):
+    """The gateway polls the sensor over Modbus TCP with a device profile's register map."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["modbus"]
+    host: str = Field(min_length=1, max_length=253)
+    port: int = Field(default=502, ge=1, le=65535)
+    unit: int = Field(default=1, ge=0, le=255)
+    profile: str = Field(min_length=1)
+    interval_s: float = Field(default=10.0, gt=0, le=86400)
+
+
+Protocol = Annotated[MqttProtocol | ModbusProtocol, Field(discriminator="type")]
+
+# Allowed status changes: a retired sensor never comes back (register a new id instead), so
+# its history stays unambiguous.
+STATUS_TRANSITIONS: dict[SensorStatus, frozenset[SensorStatus]] = {
+    SensorStatus.DRAFT: frozenset(
+        {SensorStatus.COMMISSIONING, SensorStatus.ACTIVE, SensorStatus.RETIRED}
+    ),
+    SensorStatus.COMMISSIONING: frozenset(
+        {SensorStatus.DRAFT, SensorStatus.ACTIVE, SensorStatus.RETIRED}
+    ),
+    SensorStatus.ACTIVE: frozenset({SensorStatus.MAINTENANCE, SensorStatus.RETIRED}),
+    SensorStatus.MAINTENANCE: frozenset({SensorStatus.ACTIVE, SensorStatus.RETIRED}),
+    SensorStatus.RETIRED: frozenset(),
+}
+
+
+def can_move(current: SensorStatus, target: SensorStatus) -> bool:
+    """Whether the lifecycle allows going from `current` to `target` (staying put is allowed)."""
+    return current == target or target in STATUS_TRANSITIONS[current]
 
 
 class Sensor(BaseModel):
@@ -58,13 +101,33 @@ class Sensor(BaseModel):
 
     id: SensorId
     kind: SensorKind
-    model: str = "generic"
+    model: str = Field(default="generic", min_length=1, max_length=64)
     grid: GridCode
     location: Location | None = None
-    protocol: MqttProtocol = MqttProtocol()
-    interval_s: float = Field(default=300.0, gt=0)
-    owner: str | None = None
+    protocol: Protocol = MqttProtocol()
+    interval_s: float = Field(default=300.0, gt=0, le=7 * 86400)
+    owner: str | None = Field(default=None, max_length=200)
     calibration: dict[str, float] = Field(default_factory=dict)
     thresholds: dict[str, Any] = Field(default_factory=dict)
     status: SensorStatus = SensorStatus.ACTIVE
     tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("calibration")
+    @classmethod
+    def _check_calibration(cls, value: dict[str, float], info: ValidationInfo) -> dict[str, float]:
+        # A tilt sensor's deviation is measured against the baseline taken at installation.
+        kind = info.data.get("kind")
+        allowed = CALIBRATION_KEYS.get(kind, frozenset()) if kind else frozenset()
+        unknown = set(value) - allowed
+        if kind and unknown:
+            raise ValueError(
+                f"unknown keys {sorted(unknown)} for a {kind} sensor "
+                f"(allowed: {sorted(allowed) or 'none'})"
+            )
+        return value
+
+
+CALIBRATION_KEYS: dict[SensorKind, frozenset[str]] = {
+    SensorKind.TILT: frozenset({"baseline_x_deg", "baseline_y_deg"}),
+    SensorKind.RAIN_GAUGE: frozenset({"mm_per_tip"}),
+}

@@ -75,7 +75,13 @@ class IngestPipeline:
         sensor, reading = outcome
         await self._store.write(reading)
         self._metrics.readings.labels(reading.kind, reading.channel.value).inc()
-        alarms = tuple(self._engine.evaluate(sensor, reading))
+        # A sensor being commissioned is evaluated as if live; its cases are test cases.
+        evaluated = (
+            sensor.model_copy(update={"status": SensorStatus.ACTIVE})
+            if sensor.status is SensorStatus.COMMISSIONING
+            else sensor
+        )
+        alarms = tuple(self._engine.evaluate(evaluated, reading))
         if alarms:
             for alarm in alarms:
                 self._metrics.alarms.labels(alarm.transition.value).inc()

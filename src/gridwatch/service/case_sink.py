@@ -7,7 +7,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gridwatch.cases.service import CaseChange, apply_alarm
-from gridwatch.domain import AlarmEvent, Sensor
+from gridwatch.domain import AlarmEvent, Sensor, SensorStatus
 from gridwatch.gateway.metrics import Metrics
 from gridwatch.gateway.pipeline import TransientError
 
@@ -33,7 +33,12 @@ class DatabaseCaseSink:
         try:
             async with self._sessions() as session, session.begin():
                 changes: list[CaseChange] = [
-                    await apply_alarm(session=session, alarm=alarm, sensor=sensor)
+                    await apply_alarm(
+                        session=session,
+                        alarm=alarm,
+                        sensor=sensor,
+                        test=sensor.status is SensorStatus.COMMISSIONING,
+                    )
                     for alarm in alarms
                 ]
         except (OperationalError, InterfaceError, OSError) as err:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gridwatch.adapters.mqtt import MqttSource
 from gridwatch.api import ApiContext, create_app
-from gridwatch.api.deps import hash_key
+from gridwatch.api.keys import digest
 from gridwatch.dispatch.relay import WebhookRelay
 from gridwatch.dispatch.subscriptions import ensure_subscription
 from gridwatch.gateway.db import create_engine, migrate, session_factory
@@ -25,8 +25,10 @@ from gridwatch.gateway.registry import SensorRegistry, load_sensors_file
 from gridwatch.gateway.rejects import RejectLog
 from gridwatch.gateway.settings import Settings
 from gridwatch.gateway.telemetry import MemoryTelemetryStore
+from gridwatch.registry.service import upsert_sensors
 from gridwatch.rules import DEFAULT_PACK_DIR, RuleEngine, load_rules_dir
 from gridwatch.service.case_sink import DatabaseCaseSink
+from gridwatch.service.registry_sync import RegistrySync
 
 log = logging.getLogger("gridwatch.service")
 
@@ -78,14 +80,15 @@ class Service:
         """Run until `stop` is set, then shut down gracefully."""
         settings = self.settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        if settings.sensors_file is not None:
-            self.registry.replace(load_sensors_file(settings.sensors_file))
         rules = load_rules_dir(settings.rules_dir or DEFAULT_PACK_DIR)
         engine = create_engine(settings.resolved_database_url)
         try:
             await migrate(engine)
             sessions = session_factory(engine)
             await self._subscribe_configured_webhook(sessions)
+            self.registry_sync = RegistrySync(sessions=sessions, registry=self.registry)
+            await self._load_sensors_file(sessions)
+            await self.registry_sync.reload()
             async with httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT_S) as http:
                 parts = self._build(engine, sessions, RuleEngine(rules), http)
                 log.info(
@@ -139,7 +142,9 @@ class Service:
             store=self.store,
             rejects=self.rejects,
             metrics=self.metrics,
-            admin_key_hash=hash_key(admin_key) if admin_key else None,
+            admin_key_digest=digest(admin_key) if admin_key else None,
+            rules=lambda: rule_engine.rules,
+            sensors_changed=self.registry_sync.reload,
             readiness=lambda: self._readiness(engine),
         )
         config = uvicorn.Config(
@@ -156,6 +161,7 @@ class Service:
             workers = [
                 group.create_task(parts.source.run(), name="mqtt-source"),
                 group.create_task(parts.relay.run(), name="webhook-relay"),
+                group.create_task(self.registry_sync.run(), name="registry-sync"),
             ]
             serving = group.create_task(parts.server.serve(), name="http-api")
             listening = asyncio.create_task(parts.server.listening.wait())
@@ -180,6 +186,20 @@ class Service:
         except (OSError, SQLAlchemyError):
             database = False
         return {"database": database, "mqtt": self._mqtt_connected}
+
+    async def _load_sensors_file(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        # The sensors file is declarative: its entries are created or overwritten at start.
+        if self.settings.sensors_file is None:
+            return
+        sensors = load_sensors_file(self.settings.sensors_file)
+        async with sessions() as session, session.begin():
+            changed = await upsert_sensors(session=session, sensors=sensors)
+        log.info(
+            "sensors file %s: %d sensors, %d changed",
+            self.settings.sensors_file,
+            len(sensors),
+            changed,
+        )
 
     async def _subscribe_configured_webhook(
         self, sessions: async_sessionmaker[AsyncSession]

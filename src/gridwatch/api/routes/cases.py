@@ -5,12 +5,14 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
-from gridwatch.api.deps import Authorized, SessionDep
+from gridwatch.api.deps import PrincipalDep, SessionDep, permitted
+from gridwatch.api.roles import Permission, allows
 from gridwatch.cases import service
 from gridwatch.cases.models import CaseRead, CaseStatus, CaseSummary
 from gridwatch.domain import Severity
 
-router = APIRouter(prefix="/api/v1/cases", tags=["cases"], dependencies=[Authorized])
+router = APIRouter(prefix="/api/v1/cases", tags=["cases"])
+READ = permitted(Permission.CASES_READ)
 
 
 class CasePage(BaseModel):
@@ -22,7 +24,7 @@ class CasePage(BaseModel):
     offset: int
 
 
-@router.get("")
+@router.get("", **READ)
 async def list_cases(
     session: SessionDep,
     status: CaseStatus | None = None,
@@ -32,14 +34,24 @@ async def list_cases(
     open: bool = False,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
+    include_test: bool = False,
+    *,
+    principal: PrincipalDep,
 ) -> CasePage:
-    """Cases matching every given filter; `open=true` keeps the unclosed ones."""
+    """Cases matching every given filter; `open=true` keeps the unclosed ones.
+
+    Test cases (raised by sensors in commissioning) are listed only with `include_test=true`,
+    for installers and admins.
+    """
+    if include_test and not allows(principal.role, Permission.TEST_CASES_READ):
+        raise HTTPException(403, f"role {principal.role} may not see test cases")
     case_filter = service.CaseFilter(
         status=status.value if status else None,
         severity=severity,
         grid=grid,
         sensor_id=sensor_id,
         open_only=open,
+        include_test=include_test,
     )
     cases, total = await service.list_cases(
         session=session, case_filter=case_filter, limit=limit, offset=offset
@@ -48,10 +60,13 @@ async def list_cases(
     return CasePage(items=items, total=total, limit=limit, offset=offset)
 
 
-@router.get("/{case_id}")
-async def get_case(case_id: str, session: SessionDep) -> CaseRead:
+@router.get("/{case_id}", **READ)
+async def get_case(case_id: str, session: SessionDep, principal: PrincipalDep) -> CaseRead:
     """One case with its full history."""
     case = await service.get_case(session=session, case_id=case_id)
-    if case is None:
+    hidden = (
+        case is not None and case.drill and not allows(principal.role, Permission.TEST_CASES_READ)
+    )
+    if case is None or hidden:
         raise HTTPException(404, f"no case {case_id!r}")
     return CaseRead.model_validate(case)

@@ -4,7 +4,8 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gridwatch.api.deps import Authorized, ContextDep
+from gridwatch.api.deps import ContextDep, permitted
+from gridwatch.api.roles import Permission
 
 router = APIRouter(tags=["health"])
 
@@ -24,7 +25,7 @@ async def readyz(context: ContextDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics", dependencies=[Authorized])
+@router.get("/metrics", **permitted(Permission.METRICS_READ))
 async def metrics(context: ContextDep) -> Response:
     """Prometheus exposition of the service's metrics."""
     return Response(generate_latest(context.metrics.registry), media_type=CONTENT_TYPE_LATEST)

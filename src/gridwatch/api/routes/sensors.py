@@ -1,22 +1,43 @@
-"""Sensors as registered, and their recent readings."""
+"""Sensors: register, read, change, retire, bulk-import, commission, and recent readings."""
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel
+from fastapi import APIRouter, Body, Query, Request, Response
+from pydantic import BaseModel, Field
 
-from gridwatch.api.deps import Authorized, ContextDep
-from gridwatch.domain import Sensor, Value
+from gridwatch.api.commission import CommissionReport, commission
+from gridwatch.api.context import ApiContext
+from gridwatch.api.deps import ContextDep, SessionDep, permitted
+from gridwatch.api.roles import Permission
+from gridwatch.domain import Sensor, SensorStatus, Value
+from gridwatch.registry import importer, service
+from gridwatch.registry.service import SensorFilter
 
-router = APIRouter(prefix="/api/v1/sensors", tags=["sensors"], dependencies=[Authorized])
+router = APIRouter(prefix="/api/v1/sensors", tags=["sensors"])
+READ = permitted(Permission.SENSORS_READ)
+WRITE = permitted(Permission.SENSORS_WRITE)
 
 
-class SensorList(BaseModel):
-    """Every registered sensor, ordered by id."""
+class SensorCreate(Sensor):
+    """A sensor to register; it starts as a draft unless a status is given."""
+
+    status: SensorStatus = SensorStatus.DRAFT
+
+
+class SensorPage(BaseModel):
+    """One page of sensors, ordered by id."""
 
     items: list[Sensor]
     total: int
+    limit: int
+    offset: int
+
+
+class ImportResult(BaseModel):
+    """How many sensors an import registered."""
+
+    imported: int
 
 
 class ReadingRead(BaseModel):
@@ -28,30 +49,140 @@ class ReadingRead(BaseModel):
     values: dict[str, Value]
 
 
-@router.get("")
-async def list_sensors(context: ContextDep) -> SensorList:
-    """All sensors."""
-    sensors = context.registry.all()
-    return SensorList(items=sensors, total=len(sensors))
+class CommissionRequest(BaseModel):
+    """How long to wait for the device's test reading."""
+
+    wait_s: float = Field(default=0.0, ge=0, le=60)
 
 
-@router.get("/{sensor_id}")
-async def get_sensor(sensor_id: str, context: ContextDep) -> Sensor:
+@router.get("", **READ)
+async def list_sensors(
+    session: SessionDep,
+    status: SensorStatus | None = None,
+    kind: str | None = None,
+    grid: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> SensorPage:
+    """Sensors matching every given filter."""
+    sensors, total = await service.list_sensors(
+        session=session,
+        sensor_filter=SensorFilter(status=status, kind=kind, grid=grid),
+        limit=limit,
+        offset=offset,
+    )
+    return SensorPage(items=sensors, total=total, limit=limit, offset=offset)
+
+
+@router.post("", status_code=201, **WRITE)
+async def create_sensor(
+    sensor: SensorCreate, context: ContextDep, session: SessionDep, response: Response
+) -> Sensor:
+    """Register one sensor."""
+    async with session.begin():
+        references = await service.load_references(session=session, profiles=_kinds(context))
+        row = await service.create_sensor(
+            session=session,
+            sensor=Sensor.model_validate(sensor.model_dump()),
+            references=references,
+        )
+    await context.sensors_changed()
+    response.headers["Location"] = f"/api/v1/sensors/{row.id}"
+    return row.to_sensor()
+
+
+_IMPORT_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": 'CSV with a header row, or JSON: a list of sensors or {"sensors": [...]}',
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+        },
+    }
+}
+
+
+@router.post(
+    "/import",
+    status_code=201,
+    dependencies=WRITE["dependencies"],
+    openapi_extra=WRITE["openapi_extra"] | _IMPORT_BODY,
+)
+async def import_sensors(
+    request: Request, context: ContextDep, session: SessionDep
+) -> ImportResult:
+    """Register up to 10,000 sensors at once, all or nothing; every bad row is reported."""
+    body = await request.body()
+    rows = importer.parse_rows(body, content_type=request.headers.get("content-type", ""))
+    sensors = importer.validate_rows(rows)
+    async with session.begin():
+        references = await service.load_references(session=session, profiles=_kinds(context))
+        imported = await service.import_sensors(
+            session=session, sensors=sensors, references=references
+        )
+    await context.sensors_changed()
+    return ImportResult(imported=imported)
+
+
+@router.get("/{sensor_id}", **READ)
+async def get_sensor(sensor_id: str, session: SessionDep) -> Sensor:
     """One sensor."""
-    sensor = context.registry.get(sensor_id)
-    if sensor is None:
-        raise HTTPException(404, f"no sensor {sensor_id!r}")
-    return sensor
+    return (await service.get_sensor(session=session, sensor_id=sensor_id)).to_sensor()
 
 
-@router.get("/{sensor_id}/readings")
+@router.patch("/{sensor_id}", **WRITE)
+async def update_sensor(
+    sensor_id: str,
+    changes: Annotated[dict[str, Any], Body(description="Top-level fields to replace.")],
+    context: ContextDep,
+    session: SessionDep,
+) -> Sensor:
+    """Change fields of a sensor (not its id or kind); status moves along its lifecycle."""
+    async with session.begin():
+        references = await service.load_references(session=session, profiles=_kinds(context))
+        row = await service.update_sensor(
+            session=session, sensor_id=sensor_id, changes=changes, references=references
+        )
+    await context.sensors_changed()
+    return row.to_sensor()
+
+
+@router.delete("/{sensor_id}", status_code=204, **WRITE)
+async def delete_sensor(sensor_id: str, context: ContextDep, session: SessionDep) -> None:
+    """Delete a draft sensor (a sensor that has been live is retired instead)."""
+    async with session.begin():
+        await service.delete_sensor(session=session, sensor_id=sensor_id)
+    await context.sensors_changed()
+
+
+@router.post("/{sensor_id}/commission", **WRITE)
+async def commission_sensor(
+    sensor_id: str,
+    context: ContextDep,
+    session: SessionDep,
+    request: Annotated[CommissionRequest, Body()] = CommissionRequest(),  # noqa: B008
+) -> CommissionReport:
+    """Put a sensor in commissioning and report its test reading and the rules it would fire."""
+    return await commission(
+        context=context, session=session, sensor_id=sensor_id, wait_s=request.wait_s
+    )
+
+
+@router.get("/{sensor_id}/readings", **READ)
 async def recent_readings(
-    sensor_id: str, context: ContextDep, limit: Annotated[int, Query(ge=1, le=2000)] = 100
+    sensor_id: str,
+    context: ContextDep,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=2000)] = 100,
 ) -> list[ReadingRead]:
     """The sensor's newest readings from the telemetry store, oldest first."""
-    if context.registry.get(sensor_id) is None:
-        raise HTTPException(404, f"no sensor {sensor_id!r}")
+    await service.get_sensor(session=session, sensor_id=sensor_id)
     return [
         ReadingRead(ts=r.ts, received_at=r.received_at, channel=r.channel.value, values=r.values)
         for r in context.store.recent(sensor_id, limit)
     ]
+
+
+def _kinds(context: ApiContext) -> dict[str, str]:
+    return {name: profile.kind for name, profile in context.profiles.items()}
