@@ -1,9 +1,11 @@
 """End to end: `gridwatch run` against a real Mosquitto, database and webhook receiver."""
 
 import asyncio
+import concurrent.futures
 import math
 import re
 import signal
+import subprocess
 import time
 import uuid
 from collections import Counter
@@ -12,7 +14,7 @@ import httpx
 import pytest
 
 from gridwatch.simulators import parse_scenario, run_scenario
-from tests.e2e.process import GridwatchProcess
+from tests.e2e.process import GRIDWATCH, GridwatchProcess
 from tests.e2e.publish import publish_all
 from tests.servers.ports import free_port
 
@@ -168,3 +170,72 @@ def test_readings_published_while_the_gateway_is_down_are_not_lost(gridwatch, mo
     _wait_until(lambda: len(readings()) >= 50, what="50 queued readings")
     time.sleep(1.0)
     assert [r["values"] for r in readings()] == [{"rain_mm": 0.2}] * 50
+
+
+def test_registry_changes_reach_the_running_gateway(gridwatch, mosquitto):
+    prefix = _prefix(gridwatch)
+    new = {"id": "RG-NEW", "kind": "rain_gauge", "grid": "110101001001003", "status": "active"}
+    created = httpx.post(gridwatch.api + "/api/v1/sensors", json=new, headers=AUTH, timeout=5.0)
+    assert created.status_code == 201, created.text
+    publish_all(mosquitto.host, mosquitto.port, [(f"{prefix}/RG-NEW/telemetry", {"rain_mm": 0.4})])
+    readings = _wait_until(
+        lambda: _get(gridwatch, "/api/v1/sensors/RG-NEW/readings"), what="the new sensor's reading"
+    )
+    assert readings[0]["values"] == {"rain_mm": 0.4}
+    # Retired from another process (the CLI), picked up by the gateway's registry sync.
+    retire = subprocess.run(
+        [str(GRIDWATCH), "sensors", "retire", "RG-1"], env=gridwatch.env, capture_output=True,
+        text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert retire.returncode == 0, retire.stderr
+    _wait_until(
+        lambda: _get(gridwatch, "/api/v1/sensors/RG-1")["status"] == "retired", what="retired"
+    )
+
+    def refused() -> bool:
+        publish_all(mosquitto.host, mosquitto.port, [(f"{prefix}/RG-1/telemetry", {"rain_mm": 1})])
+        time.sleep(0.3)
+        return (
+            'reason="sensor_retired"'
+            in httpx.get(gridwatch.api + "/metrics", headers=AUTH, timeout=5.0).text
+        )
+
+    _wait_until(refused, timeout=10.0, what="readings of the retired sensor refused")
+
+
+def test_commissioning_proves_a_new_device_end_to_end(gridwatch, mosquitto):
+    prefix = _prefix(gridwatch)
+    draft = {"id": "RG-COM", "kind": "rain_gauge", "grid": "110101001001004"}
+    assert (
+        httpx.post(gridwatch.api + "/api/v1/sensors", json=draft, headers=AUTH).status_code == 201
+    )
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        report = pool.submit(
+            httpx.post,
+            gridwatch.api + "/api/v1/sensors/RG-COM/commission",
+            json={"wait_s": 10},
+            headers=AUTH,
+            timeout=20.0,
+        )
+        time.sleep(1.0)  # the installer presses "send now" on the device
+        publish_all(
+            mosquitto.host, mosquitto.port, [(f"{prefix}/RG-COM/telemetry", {"rain_mm": 9.0})]
+        )
+        result = report.result().json()
+    assert result["status"] == "commissioning"
+    assert result["green"] is True
+    assert result["reading"]["values"] == {"rain_mm": 9.0}
+    assert result["rules"] == [
+        {
+            "rule_id": "burst",
+            "fires": True,
+            "severity": "red",
+            "title": "Rain at RG-COM: 9 mm (red)",
+        }
+    ]
+    # The alarm opened a test case: hidden from the duty officers' list, shown to installers.
+    assert _get(gridwatch, "/api/v1/cases")["total"] == 0
+    test_cases = _wait_until(
+        lambda: _get(gridwatch, "/api/v1/cases", include_test="true")["items"], what="test case"
+    )
+    assert [(c["sensor_id"], c["drill"]) for c in test_cases] == [("RG-COM", True)]

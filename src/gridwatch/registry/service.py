@@ -1,6 +1,6 @@
 """Registry operations: create, read, update, retire and bulk-import sensors, all-or-nothing."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -85,7 +85,12 @@ async def create_sensor(
 
 
 async def import_sensors(
-    *, session: AsyncSession, sensors: Sequence[Sensor], references: References, first_row: int = 1
+    *,
+    session: AsyncSession,
+    sensors: Sequence[Sensor],
+    references: References,
+    first_row: int = 1,
+    on_progress: Callable[[int], None] = lambda _done: None,
 ) -> int:
     """Register every sensor or none: all problems are collected before anything is written."""
     problems = [
@@ -112,6 +117,7 @@ async def import_sensors(
     rows = [sensor_columns(sensor) | {"created_at": now, "updated_at": now} for sensor in sensors]
     for start in range(0, len(rows), 1000):
         await session.execute(insert(SensorRow), rows[start : start + 1000])
+        on_progress(min(start + 1000, len(rows)))
     return len(rows)
 
 

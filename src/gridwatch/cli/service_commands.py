@@ -1,33 +1,12 @@
-"""The `gridwatch` command: run the service, run the demo, drive simulators."""
+"""Commands that run things: the service, the demo, the simulators."""
 
 import asyncio
-import logging
 import math
-import signal
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from gridwatch.gateway.registry import SensorFileError
-from gridwatch.gateway.settings import Settings, SettingsError, load_settings
-from gridwatch.rules import RuleFileError
-
-app = typer.Typer(
-    name="gridwatch",
-    help="IoT sensor gateway and case service for grid-based city management.",
-    no_args_is_help=True,
-    add_completion=False,
-)
-console = Console()
-errors = Console(stderr=True)
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", help="YAML settings file (also GRIDWATCH_CONFIG).", dir_okay=False),
-]
+from gridwatch.cli.app import ConfigOption, app, console, load, run_until_signal
 
 
 @app.command()
@@ -35,8 +14,8 @@ def run(config: ConfigOption = None) -> None:
     """Run the service against the configured broker and database until SIGINT or SIGTERM."""
     from gridwatch.service import Service
 
-    settings = _settings(config)
-    _run_until_signal(lambda stop: Service(settings).run(stop))
+    settings = load(config)
+    run_until_signal(lambda stop: Service(settings).run(stop))
 
 
 @app.command()
@@ -51,8 +30,8 @@ def demo(
     # Imported here so `gridwatch --help` does not load the whole service.
     from gridwatch.service.demo_runner import run_demo
 
-    settings = _settings(config)
-    _run_until_signal(
+    settings = load(config)
+    run_until_signal(
         lambda stop: run_demo(
             settings, speed=speed, stop=stop, console=console, embedded_broker=embedded_broker
         )
@@ -95,42 +74,4 @@ def simulate(
         await asyncio.gather(publishing, return_exceptions=True)
         console.print(f"simulation finished: {stats}")
 
-    _run_until_signal(simulate_until)
-
-
-def _settings(config: Path | None) -> Settings:
-    try:
-        settings = load_settings(config)
-    except SettingsError as err:
-        errors.print(f"[bold red]error:[/] {err}")
-        raise typer.Exit(2) from err
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)-7s %(name)s %(message)s",
-    )
-    # Per-request and per-migration lines drown out gridwatch's own; their warnings still show.
-    for chatty in ("httpx", "alembic"):
-        logging.getLogger(chatty).setLevel(
-            max(logging.WARNING, logging.getLevelName(settings.log_level))
-        )
-    return settings
-
-
-def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    async def runner() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await main(stop)
-
-    try:
-        asyncio.run(runner())
-    except (SettingsError, SensorFileError, RuleFileError) as err:
-        errors.print(f"[bold red]error:[/] {err}")
-        raise typer.Exit(2) from err
-
-
-def main() -> None:
-    """Console-script entry point."""
-    app()
+    run_until_signal(simulate_until)
