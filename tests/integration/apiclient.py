@@ -37,6 +37,7 @@ async def running_api(
     *,
     rules: tuple[Rule, ...] = (),
     profiles: Mapping[str, DeviceProfileView] | None = None,
+    strict_location: bool = False,
 ) -> AsyncIterator[Api]:
     """An app on `sessions` whose registry index follows every committed change."""
     registry = SensorRegistry()
@@ -56,6 +57,7 @@ async def running_api(
         profiles=profiles or {},
         rules=lambda: rules,
         sensors_changed=sync.reload,
+        strict_location=strict_location,
     )
     headers = {}
     async with sessions() as session, session.begin():

@@ -14,8 +14,10 @@ from gridwatch.gateway.pipeline import Accepted, IngestPipeline
 from gridwatch.gateway.registry import SensorRegistry
 from gridwatch.gateway.rejects import RejectedMessage, RejectLog, RejectReason
 from gridwatch.gateway.telemetry import MemoryTelemetryStore
+from gridwatch.registry.catalog import device_profiles
 from gridwatch.rules import RuleEngine, load_rule_files
 from gridwatch.service.case_sink import DatabaseCaseSink
+from gridwatch.service.vendor_codecs import vendor_codecs
 from tests.integration.factories import rain_sensor
 
 RULE = """
@@ -97,3 +99,77 @@ async def test_alarm_readings_open_one_case_and_write_the_outbox(pipeline, sessi
     assert len(cases) == 1
     assert (cases[0].severity, cases[0].occurrences) == ("red", 4)
     assert events == 2  # opened, escalated; repeats only count
+
+
+@pytest.fixture
+def vendor_pipeline(sessions, tmp_path):
+    elevator = Sensor.model_validate(
+        {"id": "EL-1", "kind": "elevator", "grid": "110101001001001",
+         "protocol": {"type": "mqtt", "codec": "traction-controller"}}
+    )  # fmt: skip
+    metrics = Metrics()
+    return IngestPipeline(
+        topic_prefix="gridwatch",
+        registry=SensorRegistry([elevator]),
+        store=MemoryTelemetryStore(),
+        engine=RuleEngine([]),
+        cases=DatabaseCaseSink(sessions=sessions, metrics=metrics, on_committed=lambda: None),
+        rejects=RejectLog(tmp_path / "rejected.jsonl"),
+        metrics=metrics,
+        vendor_codecs=vendor_codecs(device_profiles()),
+    )
+
+
+@pytest.mark.parametrize(
+    ("channel", "vendor", "canonical"),
+    [
+        ("telemetry",
+         {"flr": 5, "dir": 1, "door": 0, "run": True, "dz": True, "mode": 1, "spd": 150},
+         {"floor": 5, "direction": "up", "door": "closed", "moving": True, "in_door_zone": True,
+          "mode": "inspection", "speed_ms": 1.5}),
+        ("event", {"err": 17}, {"fault": "entrapment", "code": "17"}),
+    ],
+)  # fmt: skip
+async def test_vendor_payloads_are_mapped_by_their_codec(
+    vendor_pipeline, channel, vendor, canonical
+):
+    outcome = await vendor_pipeline.handle(_message(f"gridwatch/EL-1/{channel}", vendor))
+    assert isinstance(outcome, Accepted)
+    assert outcome.reading.values == canonical
+
+
+async def test_an_unknown_vendor_fault_code_is_set_aside_naming_it(vendor_pipeline):
+    outcome = await vendor_pipeline.handle(_message("gridwatch/EL-1/event", {"err": 99}))
+    assert isinstance(outcome, RejectedMessage)
+    assert outcome.detail == "err: unknown fault code '99' for traction-controller"
+
+
+class BrokenEngine(RuleEngine):
+    """A rules engine with a bug that one particular value trips."""
+
+    def evaluate(self, sensor, reading):
+        if reading.values.get("rain_mm") == 6.66:
+            raise ZeroDivisionError("division by zero")
+        return super().evaluate(sensor, reading)
+
+
+async def test_a_bug_tripped_by_one_message_sets_it_aside_and_ingest_goes_on(sessions, tmp_path):
+    metrics = Metrics()
+    pipeline = IngestPipeline(
+        topic_prefix="gridwatch",
+        registry=SensorRegistry([rain_sensor("RG-1")]),
+        store=MemoryTelemetryStore(),
+        engine=BrokenEngine([]),
+        cases=DatabaseCaseSink(sessions=sessions, metrics=metrics, on_committed=lambda: None),
+        rejects=RejectLog(tmp_path / "rejected.jsonl"),
+        metrics=metrics,
+    )
+    poison = await pipeline.handle(_message("gridwatch/RG-1/telemetry", {"rain_mm": 6.66}))
+    assert isinstance(poison, RejectedMessage)
+    assert (poison.reason, poison.detail) == (
+        RejectReason.INTERNAL_ERROR, "ZeroDivisionError: division by zero",
+    )  # fmt: skip
+    assert isinstance(
+        await pipeline.handle(_message("gridwatch/RG-1/telemetry", {"rain_mm": 0.1})), Accepted
+    )
+    assert "internal_error" in (tmp_path / "rejected.jsonl").read_text()

@@ -189,7 +189,7 @@ async def test_csv_import_registers_everything(api, sessions):
         headers=api.as_role(Role.INSTALLER) | {"content-type": "text/csv"},
     )  # fmt: skip
     assert response.status_code == 201, response.text
-    assert response.json() == {"imported": 2}
+    assert response.json() == {"imported": 2, "warnings": []}
     billboard = (
         await api.client.get("/api/v1/sensors/BB-1", headers=api.as_role(Role.VIEWER))
     ).json()

@@ -129,7 +129,7 @@ def decode(
     spec = CODECS.get((kind, channel))
     if spec is None:
         raise PayloadError("topic", f"a {kind} sensor publishes nothing on '{channel}'")
-    document = _parse_json_object(payload)
+    document = parse_json_object(payload)
     values: dict[str, Value] = {}
     for field in spec.fields:
         raw = document.get(field.name)
@@ -156,7 +156,7 @@ def _decode_status(sensor_id: str, kind: str, payload: bytes, received_at: datet
     text = payload.decode("utf-8", errors="replace").strip()
     ts: Any = None
     if text.startswith("{"):
-        document = _parse_json_object(payload)
+        document = parse_json_object(payload)
         text, ts = str(document.get("status", "")), document.get("ts")
     if text not in STATUSES:
         raise PayloadError("status", f"must be 'online' or 'offline', not {text[:40]!r}")
@@ -170,7 +170,8 @@ def _decode_status(sensor_id: str, kind: str, payload: bytes, received_at: datet
     )
 
 
-def _parse_json_object(payload: bytes) -> dict[str, Any]:
+def parse_json_object(payload: bytes) -> dict[str, Any]:
+    """The payload as a JSON object, or PayloadError."""
     try:
         document = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -239,3 +240,11 @@ def parse_timestamp(raw: Any, *, received_at: datetime) -> datetime:
     if (ts - received_at).total_seconds() > MAX_FUTURE_SKEW_S:
         raise PayloadError("ts", f"{ts.isoformat()} is more than a day in the future")
     return ts
+
+
+def canonical_fields() -> dict[str, dict[str, frozenset[str] | None]]:
+    """Every canonical field per kind with its allowed values (None: any), all channels merged."""
+    table: dict[str, dict[str, frozenset[str] | None]] = {}
+    for (kind, _channel), spec in CODECS.items():
+        table.setdefault(str(kind), {}).update({f.name: f.choices for f in spec.fields})
+    return table

@@ -4,7 +4,7 @@ from fastapi import FastAPI
 
 from gridwatch.api.context import ApiContext
 from gridwatch.api.problems import install_problem_handlers
-from gridwatch.api.routes import cases, health, sensors
+from gridwatch.api.routes import cases, grid, health, profiles, sensors
 
 
 def create_app(context: ApiContext) -> FastAPI:
@@ -20,4 +20,6 @@ def create_app(context: ApiContext) -> FastAPI:
     app.include_router(health.router)
     app.include_router(cases.router)
     app.include_router(sensors.router)
+    app.include_router(profiles.router)
+    app.include_router(grid.router)
     return app

@@ -66,7 +66,10 @@ async def commission(
         if row.status == SensorStatus.RETIRED:
             raise ConflictError([FieldProblem("status", "a retired sensor cannot be commissioned")])
         if row.status == SensorStatus.DRAFT:
-            references = await service.load_references(session=session, profiles={})
+            references = await service.load_references(
+                session=session,
+                profiles={name: profile.kind for name, profile in context.profiles.items()},
+            )
             row = await service.update_sensor(
                 session=session,
                 sensor_id=sensor_id,

@@ -15,7 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gridwatch.gateway.db import create_engine, migrate, session_factory
 from gridwatch.gateway.registry import SensorFileError
 from gridwatch.gateway.settings import Settings, SettingsError, load_settings
+from gridwatch.registry.catalog import ProfileConflictError
 from gridwatch.registry.problems import RegistryError
+from gridwatch.registry.profiles import ProfileError
 from gridwatch.rules import RuleFileError
 
 app = typer.Typer(
@@ -76,7 +78,13 @@ def user_errors() -> Iterator[None]:
             where = f"row {problem.row}: " if problem.row is not None else ""
             errors.print(f"  {where}{problem.field}: {problem.reason}")
         raise typer.Exit(2) from err
-    except (SettingsError, SensorFileError, RuleFileError) as err:
+    except (
+        SettingsError,
+        SensorFileError,
+        RuleFileError,
+        ProfileError,
+        ProfileConflictError,
+    ) as err:
         errors.print(f"[bold red]error:[/] {err}")
         raise typer.Exit(2) from err
 
@@ -101,6 +109,6 @@ async def database(settings: Settings) -> AsyncIterator[async_sessionmaker[Async
 def main() -> None:
     """Console-script entry point."""
     # Importing the command modules registers their commands on `app`.
-    from gridwatch.cli import registry_commands, service_commands  # noqa: F401
+    from gridwatch.cli import grid_acl_commands, registry_commands, service_commands  # noqa: F401
 
     app()

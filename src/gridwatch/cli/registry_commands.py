@@ -7,12 +7,15 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gridwatch.api.keys import create_key, list_keys, revoke_key
 from gridwatch.api.roles import Role
 from gridwatch.cli.app import ConfigOption, app, console, database, load, run, user_errors
 from gridwatch.domain import Location, Sensor, SensorKind, SensorStatus
+from gridwatch.gateway.settings import Settings
 from gridwatch.registry import importer, service
+from gridwatch.registry.catalog import device_profiles, profile_kinds
 from gridwatch.registry.service import SensorFilter
 
 sensors_app = typer.Typer(help="Register and manage sensors.", no_args_is_help=True)
@@ -51,7 +54,7 @@ def add_sensor(
 
     async def add() -> None:
         async with database(settings) as sessions, sessions() as session, session.begin():
-            references = await service.load_references(session=session, profiles={})
+            references = await _references(settings, session)
             await service.create_sensor(session=session, sensor=sensor, references=references)
 
     run(add())
@@ -82,7 +85,7 @@ def import_sensors(
 
         async def write() -> int:
             async with database(settings) as sessions, sessions() as session, session.begin():
-                references = await service.load_references(session=session, profiles={})
+                references = await _references(settings, session)
                 return await service.import_sensors(
                     session=session,
                     sensors=sensors,
@@ -141,7 +144,7 @@ def retire_sensor(sensor_id: str, config: ConfigOption = None) -> None:
 
     async def retire() -> None:
         async with database(settings) as sessions, sessions() as session, session.begin():
-            references = await service.load_references(session=session, profiles={})
+            references = await _references(settings, session)
             await service.update_sensor(
                 session=session,
                 sensor_id=sensor_id,
@@ -214,3 +217,11 @@ def _validated(raw: dict[str, object]) -> Sensor:
 
 def _plain(value: object) -> object:
     return value.model_dump() if isinstance(value, Location) else str(value)
+
+
+async def _references(settings: Settings, session: AsyncSession) -> service.References:
+    with user_errors():
+        kinds = profile_kinds(device_profiles(settings.profiles_dir))
+    return await service.load_references(
+        session=session, profiles=kinds, strict_location=settings.strict_location
+    )

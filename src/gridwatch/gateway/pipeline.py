@@ -1,13 +1,14 @@
 """The ingest pipeline: topic → sensor → decoded reading → store → rules → cases."""
 
 import asyncio
+import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from gridwatch.adapters.codecs import PayloadError, decode
+from gridwatch.adapters.codecs import PayloadError, decode, parse_json_object
 from gridwatch.adapters.mqtt import RawMessage
 from gridwatch.domain import AlarmEvent, Channel, Reading, Sensor, SensorStatus
 from gridwatch.domain.sensors import SENSOR_ID_RE
@@ -21,6 +22,10 @@ log = logging.getLogger("gridwatch.ingest")
 
 CASE_RETRY_BASE_S = 0.5
 CASE_RETRY_MAX_S = 30.0
+
+
+# Maps a vendor payload to the canonical one; raises PayloadError naming the field.
+VendorCodec = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class CaseSink(Protocol):
@@ -55,6 +60,7 @@ class IngestPipeline:
         cases: CaseSink,
         rejects: RejectLog,
         metrics: Metrics,
+        vendor_codecs: Mapping[str, VendorCodec] | None = None,
     ) -> None:
         self._prefix_parts = tuple(topic_prefix.split("/"))
         self._registry = registry
@@ -63,15 +69,36 @@ class IngestPipeline:
         self._cases = cases
         self._rejects = rejects
         self._metrics = metrics
+        self._vendor_codecs = vendor_codecs or {}
 
     async def handle(self, message: RawMessage) -> Accepted | RejectedMessage:
         """Store the reading and apply its alarms, or set the message aside with the reason."""
+        try:
+            return await self._handle(message)
+        except Exception as err:
+            # The isolation boundary: a bug one message trips must not stop ingest for every
+            # sensor. The message is kept in the reject log, so it can be replayed after a fix.
+            log.exception("ingest failed topic=%s", message.topic)
+            return self._set_aside(
+                RejectedMessage(
+                    topic=message.topic,
+                    payload=message.payload,
+                    received_at=message.received_at,
+                    reason=RejectReason.INTERNAL_ERROR,
+                    detail=f"{type(err).__name__}: {err}",
+                )
+            )
+
+    def _set_aside(self, rejected: RejectedMessage) -> RejectedMessage:
+        self._rejects.add(rejected)
+        self._metrics.rejected.labels(rejected.reason.value).inc()
+        return rejected
+
+    async def _handle(self, message: RawMessage) -> Accepted | RejectedMessage:
         started = time.perf_counter()
         outcome = self._accept(message)
         if isinstance(outcome, RejectedMessage):
-            self._rejects.add(outcome)
-            self._metrics.rejected.labels(outcome.reason.value).inc()
-            return outcome
+            return self._set_aside(outcome)
         sensor, reading = outcome
         await self._store.write(reading)
         self._metrics.readings.labels(reading.kind, reading.channel.value).inc()
@@ -127,12 +154,21 @@ class IngestPipeline:
                 sensor_id=sensor_id,
                 kind=sensor.kind,
                 channel=channel,
-                payload=message.payload,
+                payload=self._canonical_payload(sensor, channel, message.payload),
                 received_at=message.received_at,
             )
         except PayloadError as err:
             return reject(RejectReason.BAD_PAYLOAD, str(err), sensor_id)
         return sensor, reading
+
+    def _canonical_payload(self, sensor: Sensor, channel: Channel, payload: bytes) -> bytes:
+        codec_name = getattr(sensor.protocol, "codec", None)
+        if codec_name is None or channel is Channel.STATUS:
+            return payload
+        codec = self._vendor_codecs.get(codec_name)
+        if codec is None:
+            raise PayloadError("protocol.codec", f"no vendor codec {codec_name!r} is loaded")
+        return json.dumps(codec(parse_json_object(payload))).encode()
 
     async def _apply_until_stored(self, sensor: Sensor, alarms: Sequence[AlarmEvent]) -> None:
         # The message stays unacknowledged while we wait, so the broker holds the stream

@@ -22,6 +22,7 @@ class RejectReason(StrEnum):
     UNKNOWN_SENSOR = "unknown_sensor"
     SENSOR_RETIRED = "sensor_retired"
     BAD_PAYLOAD = "bad_payload"
+    INTERNAL_ERROR = "internal_error"
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8000, ge=0, le=65535)
     sensors_file: Path | None = None
     rules_dir: Path | None = None
+    grid_file: Path | None = None
+    profiles_dir: Path | None = None
+    strict_location: bool = False
     admin_key: SecretStr | None = None
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None

@@ -1,1 +1,1 @@
-"""The sensor registry: sensors, the grid hierarchy and device profiles, as installers manage them."""
+"""The sensor registry: sensors, grid hierarchy and device profiles, as installers keep them."""

@@ -11,7 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gridwatch.domain import Sensor, SensorStatus
 from gridwatch.domain.sensors import ModbusProtocol, can_move
-from gridwatch.registry.models import GridUnitRow, SensorRow, sensor_columns
+from gridwatch.registry.grid import GridIndex, GridLevel, LocationStatus, check_location
+from gridwatch.registry.grid_store import load_grid
+from gridwatch.registry.models import SensorRow, sensor_columns
 from gridwatch.registry.problems import (
     ConflictError,
     FieldProblem,
@@ -26,10 +28,13 @@ IMMUTABLE_FIELDS = frozenset({"id", "kind"})
 
 @dataclass(frozen=True, slots=True)
 class References:
-    """What sensors may refer to: device profiles (name → kind) and known grid unit codes."""
+    """What sensors may refer to: device profiles (name → kind) and the grid."""
 
     profiles: Mapping[str, str]
+    grid: GridIndex
+    # Codes of the unit grids (the lowest level), the only units sensors may be placed in.
     grid_units: frozenset[str]
+    strict_location: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +46,23 @@ class SensorFilter:
     grid: str | None = None
 
 
-async def load_references(*, session: AsyncSession, profiles: Mapping[str, str]) -> References:
-    """The profiles given and every grid unit code in the database."""
-    codes = await session.scalars(select(GridUnitRow.code).where(GridUnitRow.level == "grid"))
-    return References(profiles=profiles, grid_units=frozenset(codes))
+async def load_references(
+    *, session: AsyncSession, profiles: Mapping[str, str], strict_location: bool = False
+) -> References:
+    """The profiles given and the grid in the database."""
+    grid = await load_grid(session=session)
+    units = frozenset(unit.code for unit in grid if unit.level is GridLevel.GRID)
+    return References(
+        profiles=profiles, grid=grid, grid_units=units, strict_location=strict_location
+    )
+
+
+def location_warnings(sensor: Sensor, references: References) -> list[str]:
+    """Why the sensor's coordinates disagree with its grid unit's polygon, if they do."""
+    if sensor.location is None or sensor.grid not in references.grid:
+        return []
+    check = check_location(references.grid, sensor.grid, sensor.location.lat, sensor.location.lon)
+    return [check.message] if check.status is LocationStatus.OUTSIDE else []
 
 
 def reference_problems(
@@ -55,6 +73,11 @@ def reference_problems(
     # With no grid loaded yet, any well-formed code is accepted; once a grid exists, only its units.
     if references.grid_units and sensor.grid not in references.grid_units:
         problems.append(FieldProblem("grid", f"unknown grid unit {sensor.grid}", row))
+    if references.strict_location:
+        problems += [
+            FieldProblem("location", warning, row)
+            for warning in location_warnings(sensor, references)
+        ]
     protocol = sensor.protocol
     profile = protocol.profile if isinstance(protocol, ModbusProtocol) else protocol.codec
     field = "protocol.profile" if isinstance(protocol, ModbusProtocol) else "protocol.codec"

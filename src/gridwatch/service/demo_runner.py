@@ -12,6 +12,7 @@ from rich.console import Console
 
 from gridwatch.broker import EmbeddedBroker
 from gridwatch.gateway.settings import Settings
+from gridwatch.registry.grid import DEMO_GRID_PATH
 from gridwatch.service.runtime import Service
 from gridwatch.simulators import load_scenario, run_scenario
 
@@ -44,6 +45,7 @@ async def run_demo(
                 "mqtt_url": mqtt_url,
                 "mqtt_client_id": "gridwatch-demo",
                 "sensors_file": DEMO_DATA / "sensors.yaml",
+                "grid_file": DEMO_GRID_PATH,
                 "rules_dir": DEMO_DATA / "rules",
                 "admin_key": SecretStr(admin_key),
             }

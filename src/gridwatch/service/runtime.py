@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import json
 import logging
 import socket
 from collections.abc import Iterator
@@ -25,10 +26,14 @@ from gridwatch.gateway.registry import SensorRegistry, load_sensors_file
 from gridwatch.gateway.rejects import RejectLog
 from gridwatch.gateway.settings import Settings
 from gridwatch.gateway.telemetry import MemoryTelemetryStore
+from gridwatch.registry.catalog import device_profiles
+from gridwatch.registry.grid_store import parse_geojson, replace_grid
+from gridwatch.registry.profiles import DeviceProfile
 from gridwatch.registry.service import upsert_sensors
 from gridwatch.rules import DEFAULT_PACK_DIR, RuleEngine, load_rules_dir
 from gridwatch.service.case_sink import DatabaseCaseSink
 from gridwatch.service.registry_sync import RegistrySync
+from gridwatch.service.vendor_codecs import vendor_codecs
 
 log = logging.getLogger("gridwatch.service")
 
@@ -75,18 +80,21 @@ class Service:
         self.rejects = RejectLog(settings.data_dir / "rejected.jsonl")
         self._mqtt_connected = False
         self.started = asyncio.Event()
+        self.profiles: dict[str, DeviceProfile] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down gracefully."""
         settings = self.settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         rules = load_rules_dir(settings.rules_dir or DEFAULT_PACK_DIR)
+        self.profiles = device_profiles(settings.profiles_dir)
         engine = create_engine(settings.resolved_database_url)
         try:
             await migrate(engine)
             sessions = session_factory(engine)
             await self._subscribe_configured_webhook(sessions)
             self.registry_sync = RegistrySync(sessions=sessions, registry=self.registry)
+            await self._load_grid_file(sessions)
             await self._load_sensors_file(sessions)
             await self.registry_sync.reload()
             async with httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT_S) as http:
@@ -124,6 +132,7 @@ class Service:
             ),
             rejects=self.rejects,
             metrics=self.metrics,
+            vendor_codecs=vendor_codecs(self.profiles),
         )
 
         source = MqttSource(
@@ -145,6 +154,8 @@ class Service:
             admin_key_digest=digest(admin_key) if admin_key else None,
             rules=lambda: rule_engine.rules,
             sensors_changed=self.registry_sync.reload,
+            profiles=self.profiles,
+            strict_location=settings.strict_location,
             readiness=lambda: self._readiness(engine),
         )
         config = uvicorn.Config(
@@ -186,6 +197,15 @@ class Service:
         except (OSError, SQLAlchemyError):
             database = False
         return {"database": database, "mqtt": self._mqtt_connected}
+
+    async def _load_grid_file(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        # Like the sensors file, the grid file is declarative: it replaces the grid at start.
+        if self.settings.grid_file is None:
+            return
+        units = parse_geojson(json.loads(self.settings.grid_file.read_text(encoding="utf-8")))
+        async with sessions() as session, session.begin():
+            await replace_grid(session=session, units=units)
+        log.info("grid file %s: %d units", self.settings.grid_file, len(units))
 
     async def _load_sensors_file(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         # The sensors file is declarative: its entries are created or overwritten at start.

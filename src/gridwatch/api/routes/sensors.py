@@ -5,6 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
 from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gridwatch.api.commission import CommissionReport, commission
 from gridwatch.api.context import ApiContext
@@ -25,6 +26,12 @@ class SensorCreate(Sensor):
     status: SensorStatus = SensorStatus.DRAFT
 
 
+class SensorRegistered(Sensor):
+    """The registered sensor, with warnings such as coordinates outside its grid unit."""
+
+    warnings: list[str] = Field(default_factory=list)
+
+
 class SensorPage(BaseModel):
     """One page of sensors, ordered by id."""
 
@@ -35,9 +42,10 @@ class SensorPage(BaseModel):
 
 
 class ImportResult(BaseModel):
-    """How many sensors an import registered."""
+    """How many sensors an import registered, and warnings by row."""
 
     imported: int
+    warnings: list[dict[str, object]] = Field(default_factory=list)
 
 
 class ReadingRead(BaseModel):
@@ -77,10 +85,10 @@ async def list_sensors(
 @router.post("", status_code=201, **WRITE)
 async def create_sensor(
     sensor: SensorCreate, context: ContextDep, session: SessionDep, response: Response
-) -> Sensor:
-    """Register one sensor."""
+) -> SensorRegistered:
+    """Register one sensor; coordinates outside its grid unit warn (or fail when strict)."""
     async with session.begin():
-        references = await service.load_references(session=session, profiles=_kinds(context))
+        references = await _references(context, session)
         row = await service.create_sensor(
             session=session,
             sensor=Sensor.model_validate(sensor.model_dump()),
@@ -88,7 +96,10 @@ async def create_sensor(
         )
     await context.sensors_changed()
     response.headers["Location"] = f"/api/v1/sensors/{row.id}"
-    return row.to_sensor()
+    registered = row.to_sensor()
+    return SensorRegistered(
+        **registered.model_dump(), warnings=service.location_warnings(registered, references)
+    )
 
 
 _IMPORT_BODY = {
@@ -117,12 +128,17 @@ async def import_sensors(
     rows = importer.parse_rows(body, content_type=request.headers.get("content-type", ""))
     sensors = importer.validate_rows(rows)
     async with session.begin():
-        references = await service.load_references(session=session, profiles=_kinds(context))
+        references = await _references(context, session)
         imported = await service.import_sensors(
             session=session, sensors=sensors, references=references
         )
     await context.sensors_changed()
-    return ImportResult(imported=imported)
+    warnings = [
+        {"row": row, "id": sensor.id, "warning": warning}
+        for row, sensor in enumerate(sensors, start=1)
+        for warning in service.location_warnings(sensor, references)
+    ]
+    return ImportResult(imported=imported, warnings=warnings)
 
 
 @router.get("/{sensor_id}", **READ)
@@ -140,7 +156,7 @@ async def update_sensor(
 ) -> Sensor:
     """Change fields of a sensor (not its id or kind); status moves along its lifecycle."""
     async with session.begin():
-        references = await service.load_references(session=session, profiles=_kinds(context))
+        references = await _references(context, session)
         row = await service.update_sensor(
             session=session, sensor_id=sensor_id, changes=changes, references=references
         )
@@ -184,5 +200,9 @@ async def recent_readings(
     ]
 
 
-def _kinds(context: ApiContext) -> dict[str, str]:
-    return {name: profile.kind for name, profile in context.profiles.items()}
+async def _references(context: ApiContext, session: AsyncSession) -> service.References:
+    return await service.load_references(
+        session=session,
+        profiles={name: profile.kind for name, profile in context.profiles.items()},
+        strict_location=context.strict_location,
+    )
