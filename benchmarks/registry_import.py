@@ -32,9 +32,18 @@ def sensors_csv(rows: int) -> bytes:
         kind = "rain_gauge" if n % 2 else "tilt"
         grid = f"110101{n % 20:03d}{n % 30:03d}{n % 100:03d}"
         writer.writerow(
-            [f"S-{n:05d}", kind, grid, 39.9 + n * 1e-6, 116.4, f"site {n}", 300, "active",
-             f"batch=bench;n={n}"]
-        )  # fmt: skip
+            [
+                f"S-{n:05d}",
+                kind,
+                grid,
+                39.9 + n * 1e-6,
+                116.4,
+                f"site {n}",
+                300,
+                "active",
+                f"batch=bench;n={n}",
+            ]
+        )
     return out.getvalue().encode()
 
 

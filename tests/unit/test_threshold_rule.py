@@ -142,8 +142,10 @@ def test_malformed_rule_files(tmp_path, text):
 
 def test_default_pack_loads_and_gale_levels_follow_the_warning_signals():
     (gale,) = [rule for rule in load_rules_dir(DEFAULT_PACK_DIR) if rule.id == "billboard_gale"]
-    assert gale.condition.levels == {
-        Severity.BLUE: 13.9,
-        Severity.YELLOW: 20.8,
-        Severity.ORANGE: 28.5,
+    # Gusts: the strongest wind of 10 minutes, against the gale warning signal levels.
+    assert gale.condition.type == "window"
+    assert {(level.severity, level.window, level.above) for level in gale.condition.levels} == {
+        (Severity.BLUE, 600.0, 13.9),
+        (Severity.YELLOW, 600.0, 20.8),
+        (Severity.ORANGE, 600.0, 28.5),
     }

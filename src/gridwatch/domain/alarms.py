@@ -29,6 +29,12 @@ class AlarmEvent:
     title: str
     at: datetime
     values: dict[str, Value] = field(default_factory=dict)
+    # A device-health alarm (offline, stuck, battery, clock): a maintenance case, not a city one.
+    maintenance: bool = False
+    # The window the tripping values were aggregated over ("3h"), if any, and why in words,
+    # so a case shows what raised it: "rain_mm sum over 3h 104.2 ≥ 100 (red)".
+    window: str | None = None
+    why: str = ""
 
     @property
     def fingerprint(self) -> str:

@@ -1,104 +1,263 @@
 """Evaluate readings against rules, keeping alarm state per (sensor, rule)."""
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
-from gridwatch.domain import AlarmEvent, AlarmTransition, Reading, Sensor, SensorStatus, Severity
-from gridwatch.rules.models import Rule, ThresholdCondition
+from gridwatch.domain import (
+    AlarmEvent,
+    AlarmTransition,
+    Channel,
+    Reading,
+    Sensor,
+    SensorStatus,
+    Severity,
+    Value,
+)
+from gridwatch.rules.conditions import SensorContext, Slot, Verdict
+from gridwatch.rules.conditions.events import matches
+from gridwatch.rules.loader import RulePack
+from gridwatch.rules.models import Rule
+from gridwatch.rules.plan import CompiledRule, RuleBook, build_context
+from gridwatch.rules.state import dump_engine, load_engine
 
-
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    transition: AlarmTransition
-    severity: Severity
+_SEVERITIES = tuple(sorted(Severity))
+_TELEMETRY, _EVENT = Channel.TELEMETRY, Channel.EVENT
+_ACTIVE = SensorStatus.ACTIVE
 
 
 class RuleEngine:
-    """Turns readings into alarm events; state lives in memory, one entry per active alarm."""
+    """Turns readings (and the passing of time) into alarm events, one state per (sensor, rule).
 
-    def __init__(self, rules: Sequence[Rule]) -> None:
-        self._rules = tuple(rule for rule in rules if rule.enabled)
-        self._active: dict[tuple[str, str], Severity] = {}
+    Only active sensors are evaluated. An alarm that is suppressed (maintenance window, the
+    sensor's `suppress_when` values, inhibition by a greater alarm) keeps its state but tells
+    the case domain nothing until the suppression ends.
+    """
+
+    def __init__(
+        self, rules: Sequence[Rule] | RulePack = (), *, maintenance_windows: Sequence[Any] = ()
+    ) -> None:
+        self._book = RuleBook(_as_pack(rules, maintenance_windows))
+        self._contexts: dict[str, SensorContext] = {}
 
     @property
     def rules(self) -> tuple[Rule, ...]:
-        """The enabled rules, in load order."""
-        return self._rules
+        """The enabled rules, inhibiting rules before the ones they inhibit."""
+        return self._book.rules
+
+    @property
+    def problems(self) -> dict[tuple[str, str], str]:
+        """Sensor overrides that could not be applied, by (sensor id, rule id)."""
+        return dict(self._book.problems)
 
     def active_alarms(self) -> dict[tuple[str, str], Severity]:
         """A copy of the active alarms by (sensor id, rule id)."""
-        return dict(self._active)
+        return {
+            (sensor_id, rule_id): slot.active
+            for sensor_id, ctx in self._contexts.items()
+            for rule_id, slot in ctx.slot_items()
+            if slot.active is not None
+        }
 
     def evaluate(self, sensor: Sensor, reading: Reading) -> list[AlarmEvent]:
         """The alarm events this reading causes, in rule order."""
-        # Only active sensors raise city cases; commissioning gets its own path later.
-        if sensor.status is not SensorStatus.ACTIVE:
+        # Only active sensors raise cases; one in maintenance or commissioning raises nothing.
+        if sensor.status is not _ACTIVE:
             return []
+        ctx = self._contexts.get(sensor.id)
+        if ctx is None or (ctx.sensor is not sensor and ctx.sensor != sensor):
+            ctx = self._contexts[sensor.id] = build_context(self._book, sensor, ctx)
+        values = reading.values
+        for name in self._book.latch_fields:
+            if name in values:
+                if ctx.latched is None:
+                    ctx.latched = {}
+                ctx.latched[name] = values[name]
+        t = reading.ts.timestamp()
+        ctx.arrived = t if reading.received_at is reading.ts else reading.received_at.timestamp()
+        channel = reading.channel
+        index = 0 if channel is _TELEMETRY else 1 if channel is _EVENT else 2
+        plan = ctx.plan
+        all_series = ctx.series
+        for sample, position in plan.feeds[index]:
+            series = all_series[position]
+            value = sample(reading, ctx, series)
+            if value is not None:
+                series.push(t, value)
         events: list[AlarmEvent] = []
-        for rule in self._rules:
-            if not rule.applies_to.matches(sensor):
-                continue
-            condition = _with_overrides(rule.condition, sensor.thresholds.get(rule.id))
-            value = reading.number(condition.field)
-            if value is None:
-                continue
-            key = (sensor.id, rule.id)
-            outcome = _step_threshold(condition, self._active.get(key), value)
-            if outcome is None:
-                continue
-            if outcome.transition is AlarmTransition.CLEARED:
-                del self._active[key]
-            else:
-                self._active[key] = outcome.severity
-            events.append(_event(rule, sensor, reading, condition.field, value, outcome))
+        slots = ctx.slots
+        for position in plan.by_channel[index]:
+            slot = slots[position]
+            runtime: CompiledRule = slot.runtime
+            if slot.escalation is not None:
+                _escalate(slot, runtime, reading, t, ctx)
+            verdict = runtime.evaluator.observe(slot, reading, t, ctx)
+            if verdict is not None:
+                event = self._settle(ctx, slot, verdict, reading.ts, from_tick=False)
+                if event is not None:
+                    events.append(event)
         return events
 
+    def tick(self, now: datetime) -> list[AlarmEvent]:
+        """Alarms caused by time passing: silence (deadman), states held, windows emptying."""
+        now_t = now.timestamp()
+        events: list[AlarmEvent] = []
+        for ctx in self._contexts.values():
+            if ctx.sensor.status is not _ACTIVE:
+                continue
+            slots = ctx.slots
+            for position in ctx.plan.timed:
+                slot = slots[position]
+                due = slot.due
+                if due is None or due > now_t:
+                    continue
+                verdict = slot.runtime.evaluator.tick(slot, now_t, ctx)
+                if verdict is not None:
+                    event = self._settle(ctx, slot, verdict, now, from_tick=True)
+                    if event is not None:
+                        events.append(event)
+        return events
 
-def _with_overrides(condition: ThresholdCondition, override: object) -> ThresholdCondition:
-    # A sensor may carry its own thresholds for a rule ({"levels": ..., "clear": ...}).
-    if not isinstance(override, dict):
-        return condition
-    return ThresholdCondition.model_validate(condition.model_dump() | override)
+    def _settle(
+        self, ctx: SensorContext, slot: Slot, verdict: Verdict, at: datetime, *, from_tick: bool
+    ) -> AlarmEvent | None:
+        severity = verdict.severity
+        if severity is None:
+            if not verdict.clear or slot.active is None:
+                return None
+            slot.active = None
+            announced, slot.announced = slot.announced, None
+            if announced is None:
+                return None  # raised while suppressed: the case domain never heard of it
+            return _event(ctx, slot, AlarmTransition.CLEARED, announced, verdict, at)
+        escalation = slot.escalation
+        escalate = slot.runtime.rule.escalate_when
+        if escalation is not None and escalation.active is not None and escalate is not None:
+            raised = _SEVERITIES[min(len(_SEVERITIES) - 1, severity.rank + escalate.by)]
+            verdict.why = f"{verdict.why}; raised to {raised} while {escalation.note}"
+            severity = raised
+        # Severity never goes down by itself: the case keeps the highest one seen.
+        if slot.active is None or severity > slot.active:
+            slot.active = severity
+        if self._muted(ctx, slot.runtime, at):
+            return None
+        announced = slot.announced
+        if announced is None:
+            transition = AlarmTransition.RAISED
+        elif slot.active > announced:
+            transition = AlarmTransition.ESCALATED
+        elif from_tick:
+            return None  # time passing alone is not another occurrence
+        else:
+            transition = AlarmTransition.REPEATED
+        slot.announced = slot.active
+        return _event(ctx, slot, transition, slot.active, verdict, at)
+
+    def _muted(self, ctx: SensorContext, runtime: CompiledRule, at: datetime) -> bool:
+        if runtime.suppress and matches(runtime.suppress, ctx.latched or {}):
+            return True
+        for source_id, min_severity in runtime.inhibited_by:
+            source = ctx.slot(source_id)
+            if source is not None and source.active is not None and source.active >= min_severity:
+                return True
+        rule_id = runtime.rule.id
+        return any(window.covers(ctx.sensor, rule_id, at) for window in ctx.windows)
+
+    def replace_rules(
+        self, rules: Sequence[Rule] | RulePack, *, at: datetime | None = None
+    ) -> list[AlarmEvent]:
+        """Swap in new rules, keeping the state of every unchanged rule.
+
+        A changed rule restarts its measurements but keeps its announced alarm until the new
+        definition clears it. A removed rule's announced alarms are returned as cleared.
+        """
+        when = at or datetime.now(UTC)
+        self._book = RuleBook(_as_pack(rules, ()))
+        kept = {rule.id for rule in self._book.rules}
+        events: list[AlarmEvent] = []
+        for sensor_id, old in list(self._contexts.items()):
+            for rule_id, slot in old.slot_items():
+                if rule_id not in kept and slot.announced is not None:
+                    gone = Verdict(None, clear=True, why="the rule was removed")
+                    events.append(
+                        _event(old, slot, AlarmTransition.CLEARED, slot.announced, gone, when)
+                    )
+            self._contexts[sensor_id] = build_context(self._book, old.sensor, old)
+        return events
+
+    def snapshot(self) -> bytes:
+        """The whole engine state as JSON bytes, for restore() after a restart."""
+        return dump_engine(self._contexts)
+
+    def restore(self, snapshot: bytes) -> None:
+        """Take over a snapshot's state: active alarms stay active and are not raised again."""
+        self._contexts = load_engine(snapshot, self._book)
+
+    def rebuild(self, readings: Iterable[tuple[Sensor, Reading]]) -> int:
+        """Rebuild state by replaying stored readings; alarms found are taken as announced."""
+        count = 0
+        for sensor, reading in readings:
+            self.evaluate(sensor, reading)
+            count += 1
+        for ctx in self._contexts.values():
+            for slot in ctx.slots:
+                slot.announced = slot.active
+        return count
 
 
-def _step_threshold(
-    condition: ThresholdCondition, active: Severity | None, value: float
-) -> _Outcome | None:
-    sign = 1.0 if condition.direction == "above" else -1.0
-    crossed = [s for s, limit in condition.levels.items() if sign * (value - limit) >= 0]
-    level = max(crossed) if crossed else None
-    if active is None:
-        return _Outcome(AlarmTransition.RAISED, level) if level is not None else None
-    if sign * (value - condition.clear) < 0:
-        return _Outcome(AlarmTransition.CLEARED, active)
-    if level is None:
-        # Inside the hysteresis band: neither a repeat nor a clear.
-        return None
-    if level > active:
-        return _Outcome(AlarmTransition.ESCALATED, level)
-    # An alarm never de-escalates by itself: the case keeps its highest severity.
-    return _Outcome(AlarmTransition.REPEATED, active)
+def _escalate(
+    slot: Slot, runtime: CompiledRule, reading: Reading, t: float, ctx: SensorContext
+) -> None:
+    escalation = slot.escalation
+    if escalation is not None and runtime.escalation is not None:
+        escalation.latch(runtime.escalation.observe(escalation, reading, t, ctx))
+
+
+def _as_pack(rules: Sequence[Rule] | RulePack, windows: Sequence[Any]) -> RulePack:
+    if isinstance(rules, RulePack):
+        return (
+            rules if not windows else RulePack(rules.rules, (*rules.maintenance_windows, *windows))
+        )
+    return RulePack(rules=tuple(rules), maintenance_windows=tuple(windows))
 
 
 def _event(
-    rule: Rule, sensor: Sensor, reading: Reading, field: str, value: float, outcome: _Outcome
+    ctx: SensorContext,
+    slot: Slot,
+    transition: AlarmTransition,
+    severity: Severity,
+    verdict: Verdict,
+    at: datetime,
 ) -> AlarmEvent:
+    rule: Rule = slot.runtime.rule
+    sensor = ctx.sensor
     title = rule.title.format(
         sensor_id=sensor.id,
         grid=sensor.grid,
         kind=sensor.kind,
-        field=field,
-        value=f"{value:g}",
-        severity=outcome.severity.value,
+        field=verdict.field,
+        value=_shown(verdict.value),
+        severity=severity.value,
         rule_id=rule.id,
+        window=verdict.window or "",
+        why=verdict.why,
     )
     return AlarmEvent(
         sensor_id=sensor.id,
         rule_id=rule.id,
-        transition=outcome.transition,
-        severity=outcome.severity,
+        transition=transition,
+        severity=severity,
         category=rule.category,
         title=title,
-        at=reading.ts,
-        values={field: value},
+        at=at,
+        values=dict(verdict.values),
+        maintenance=rule.maintenance,
+        window=verdict.window,
+        why=verdict.why,
     )
+
+
+def _shown(value: Value | None) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "" if value is None else str(value)
