@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from gridwatch.gateway.files import write_file_atomically
 from gridwatch.registry.mqtt_acl import (
     DEFAULT_ITERATIONS,
     generate_device_password,
@@ -23,7 +24,6 @@ from gridwatch.registry.mqtt_acl import (
     render_hashed_password_file,
     render_password_file,
     verify_password,
-    write_file_atomically,
 )
 from tests.servers.mosquitto import MosquittoNotFoundError, MosquittoServer
 from tests.servers.mqtt_device import Device

@@ -4,7 +4,7 @@ from fastapi import FastAPI
 
 from gridwatch.api.context import ApiContext
 from gridwatch.api.problems import install_problem_handlers
-from gridwatch.api.routes import cases, grid, health, profiles, sensors
+from gridwatch.api.routes import cases, grid, health, profiles, rules, sensors
 
 
 def create_app(context: ApiContext) -> FastAPI:
@@ -22,4 +22,5 @@ def create_app(context: ApiContext) -> FastAPI:
     app.include_router(sensors.router)
     app.include_router(profiles.router)
     app.include_router(grid.router)
+    app.include_router(rules.router)
     return app

@@ -28,6 +28,22 @@ async def _nothing_changed() -> None:
     return None
 
 
+class RulesReload(Protocol):
+    """The outcome of reloading the rule files."""
+
+    @property
+    def loaded(self) -> bool:
+        """False when the files were refused and the running rules stayed."""
+
+    @property
+    def rules(self) -> int:
+        """How many rules are in force now."""
+
+    @property
+    def error(self) -> str | None:
+        """Why the files were refused."""
+
+
 @dataclass(frozen=True)
 class ApiContext:
     """The service's parts the API reads; `readiness` reports each dependency's state."""
@@ -44,3 +60,4 @@ class ApiContext:
     # Called after a committed registry change, so the gateway's index updates at once.
     sensors_changed: Callable[[], Awaitable[None]] = _nothing_changed
     strict_location: bool = False
+    reload_rules: Callable[[], Awaitable[RulesReload]] | None = None

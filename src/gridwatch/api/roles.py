@@ -23,6 +23,8 @@ class Permission(StrEnum):
     CASES_READ = "cases:read"
     TEST_CASES_READ = "cases:read-test"
     METRICS_READ = "metrics:read"
+    RULES_READ = "rules:read"
+    RULES_WRITE = "rules:write"
 
 
 _EVERYONE = frozenset(Role)
@@ -36,6 +38,8 @@ ROLE_MATRIX: dict[Permission, frozenset[Role]] = {
     # Cases raised by sensors still being commissioned are the installers' business only.
     Permission.TEST_CASES_READ: frozenset({Role.INSTALLER, Role.ADMIN}),
     Permission.METRICS_READ: _EVERYONE,
+    Permission.RULES_READ: _EVERYONE,
+    Permission.RULES_WRITE: frozenset({Role.ADMIN}),
 }
 
 

@@ -5,7 +5,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gridwatch.domain import Severity
@@ -64,6 +64,8 @@ class Case(Base):
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     overdue: Mapped[bool] = mapped_column(default=False)
     drill: Mapped[bool] = mapped_column(default=False)
+    # Device health (offline, stuck, battery, clock): for maintenance teams, not the alarm board.
+    maintenance: Mapped[bool] = mapped_column(default=False, server_default=false(), index=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
     last_sequence: Mapped[int] = mapped_column(Integer, default=0)
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -149,6 +151,7 @@ class CaseSummary(BaseModel):
     due_at: datetime | None
     overdue: bool
     drill: bool
+    maintenance: bool
     version: int
     evidence: dict[str, Any]
 

@@ -37,6 +37,7 @@ class CaseFilter:
     sensor_id: str | None = None
     open_only: bool = False
     include_test: bool = False
+    maintenance: bool | None = False
 
 
 def new_case_id(opened_at: datetime) -> str:
@@ -89,9 +90,10 @@ def _open_case(*, session: AsyncSession, alarm: AlarmEvent, sensor: Sensor, open
         due_at=None,
         overdue=False,
         drill=open_key != alarm.fingerprint,
+        maintenance=alarm.maintenance,
         version=1,
         last_sequence=0,
-        evidence={"values": dict(alarm.values)},
+        evidence=_evidence(alarm),
         history=[],
     )
     case.history.append(
@@ -121,7 +123,7 @@ async def _update_case(
     case.occurrences += 1
     case.last_seen_at = max(case.last_seen_at, alarm.at)
     case.alarm_active = True
-    case.evidence = {"values": dict(alarm.values)}
+    case.evidence = _evidence(alarm)
     if Severity(alarm.severity) > Severity(case.severity):
         previous = case.severity
         case.severity = alarm.severity.value
@@ -131,6 +133,16 @@ async def _update_case(
     # A repeat only counts: one webhook per reading would flood the dispatch system, and
     # the next emitted event carries the occurrence count anyway.
     return None
+
+
+def _evidence(alarm: AlarmEvent) -> dict[str, object]:
+    # Why the alarm fired, so the case shows it: the values, the window and the comparison.
+    evidence: dict[str, object] = {"values": dict(alarm.values)}
+    if alarm.why:
+        evidence["why"] = alarm.why
+    if alarm.window:
+        evidence["window"] = alarm.window
+    return evidence
 
 
 def _record(case: Case, alarm: AlarmEvent, *, action: str, note: str) -> None:
@@ -190,6 +202,8 @@ def _filtered(statement: _Statement, case_filter: CaseFilter) -> _Statement:
         statement = statement.where(Case.grid == case_filter.grid)
     if case_filter.sensor_id is not None:
         statement = statement.where(Case.sensor_id == case_filter.sensor_id)
+    if case_filter.maintenance is not None:
+        statement = statement.where(Case.maintenance.is_(case_filter.maintenance))
     if not case_filter.include_test:
         statement = statement.where(Case.drill.is_(False))
     if case_filter.open_only:

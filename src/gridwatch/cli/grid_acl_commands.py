@@ -11,6 +11,7 @@ from sqlalchemy import select
 from gridwatch.adapters.mqtt import MqttEndpoint
 from gridwatch.cli.app import ConfigOption, app, console, database, load, run, user_errors
 from gridwatch.domain import SensorStatus
+from gridwatch.gateway.files import write_file_atomically
 from gridwatch.registry.grid_store import parse_geojson, replace_grid
 from gridwatch.registry.models import MqttCredentialRow, SensorRow
 from gridwatch.registry.mqtt_acl import (
@@ -18,7 +19,6 @@ from gridwatch.registry.mqtt_acl import (
     hash_password,
     render_acl,
     render_hashed_password_file,
-    write_file_atomically,
 )
 
 grid_app = typer.Typer(help="The grid hierarchy (district → street → community → grid).")

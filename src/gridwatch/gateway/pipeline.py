@@ -116,7 +116,7 @@ class IngestPipeline:
                     "alarm %s sensor=%s rule=%s severity=%s",
                     alarm.transition, alarm.sensor_id, alarm.rule_id, alarm.severity,
                 )  # fmt: skip
-            await self._apply_until_stored(sensor, alarms)
+            await self.apply_alarms(sensor, alarms)
         self._metrics.ingest_seconds.observe(time.perf_counter() - started)
         return Accepted(reading=reading, alarms=alarms)
 
@@ -170,7 +170,8 @@ class IngestPipeline:
             raise PayloadError("protocol.codec", f"no vendor codec {codec_name!r} is loaded")
         return json.dumps(codec(parse_json_object(payload))).encode()
 
-    async def _apply_until_stored(self, sensor: Sensor, alarms: Sequence[AlarmEvent]) -> None:
+    async def apply_alarms(self, sensor: Sensor, alarms: Sequence[AlarmEvent]) -> None:
+        """Apply alarms to cases, retrying while the case store is unavailable."""
         # The message stays unacknowledged while we wait, so the broker holds the stream
         # behind it: backpressure instead of a lost case.
         failures = 0

@@ -13,13 +13,10 @@ gateway's own username never gains write access under the prefix.
 import base64
 import hashlib
 import hmac
-import os
 import re
 import secrets
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
 from gridwatch.domain.sensors import SENSOR_ID_RE
 
@@ -117,20 +114,6 @@ def render_acl(sensor_ids: Iterable[str], *, prefix: str, gateway_user: str) -> 
         # One topic covers telemetry, event and the retained status (also the last will).
         lines += ["", f"user {sensor_id}", f"topic write {prefix}/{sensor_id}/#"]
     return "\n".join(lines) + "\n"
-
-
-def write_file_atomically(path: Path, text: str, *, mode: int = 0o640) -> None:
-    """Replace `path` in one step, so a broker reloading (SIGHUP) never reads half a file."""
-    # Not world-readable: Mosquitto 2.1 warns about world-readable password files.
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        Path(temporary).chmod(mode)
-        Path(temporary).replace(path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _check_username(name: str, what: str) -> None:

@@ -30,9 +30,10 @@ from gridwatch.registry.catalog import device_profiles
 from gridwatch.registry.grid_store import parse_geojson, replace_grid
 from gridwatch.registry.profiles import DeviceProfile
 from gridwatch.registry.service import upsert_sensors
-from gridwatch.rules import DEFAULT_PACK_DIR, RuleEngine, load_rules_dir
+from gridwatch.rules import DEFAULT_PACK_DIR
 from gridwatch.service.case_sink import DatabaseCaseSink
 from gridwatch.service.registry_sync import RegistrySync
+from gridwatch.service.rules_runtime import RulesRuntime
 from gridwatch.service.vendor_codecs import vendor_codecs
 
 log = logging.getLogger("gridwatch.service")
@@ -67,6 +68,7 @@ class _Parts:
     relay: WebhookRelay
     source: MqttSource
     server: _Server
+    rules: RulesRuntime
 
 
 class Service:
@@ -86,7 +88,12 @@ class Service:
         """Run until `stop` is set, then shut down gracefully."""
         settings = self.settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        rules = load_rules_dir(settings.rules_dir or DEFAULT_PACK_DIR)
+        rules = RulesRuntime(
+            rules_dir=settings.rules_dir or DEFAULT_PACK_DIR,
+            state_path=settings.data_dir / "rules-state.json",
+            registry=self.registry,
+        )
+        rules.restore()
         self.profiles = device_profiles(settings.profiles_dir)
         engine = create_engine(settings.resolved_database_url)
         try:
@@ -98,10 +105,10 @@ class Service:
             await self._load_sensors_file(sessions)
             await self.registry_sync.reload()
             async with httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT_S) as http:
-                parts = self._build(engine, sessions, RuleEngine(rules), http)
+                parts = self._build(engine, sessions, rules, http)
                 log.info(
                     "gridwatch started: %d sensors, %d rules, mqtt %s, api http://%s:%d",
-                    len(self.registry), len(rules), parts.source.endpoint.host + ":"
+                    len(self.registry), len(rules.engine.rules), parts.source.endpoint.host + ":"
                     + str(parts.source.endpoint.port), settings.http_host, settings.http_port,
                 )  # fmt: skip
                 await self._supervise(parts, stop)
@@ -112,7 +119,7 @@ class Service:
         self,
         engine: AsyncEngine,
         sessions: async_sessionmaker[AsyncSession],
-        rule_engine: RuleEngine,
+        rules: RulesRuntime,
         http: httpx.AsyncClient,
     ) -> _Parts:
         settings = self.settings
@@ -126,7 +133,7 @@ class Service:
             topic_prefix=settings.mqtt_topic_prefix,
             registry=self.registry,
             store=self.store,
-            engine=rule_engine,
+            engine=rules.engine,
             cases=DatabaseCaseSink(
                 sessions=sessions, metrics=self.metrics, on_committed=relay.notify
             ),
@@ -152,7 +159,8 @@ class Service:
             rejects=self.rejects,
             metrics=self.metrics,
             admin_key_digest=digest(admin_key) if admin_key else None,
-            rules=lambda: rule_engine.rules,
+            rules=lambda: rules.engine.rules,
+            reload_rules=rules.reload,
             sensors_changed=self.registry_sync.reload,
             profiles=self.profiles,
             strict_location=settings.strict_location,
@@ -165,7 +173,8 @@ class Service:
             log_level="warning",
             lifespan="off",
         )
-        return _Parts(engine, sessions, pipeline, relay, source, _Server(config))
+        rules.attach(pipeline)
+        return _Parts(engine, sessions, pipeline, relay, source, _Server(config), rules)
 
     async def _supervise(self, parts: _Parts, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as group:
@@ -173,6 +182,9 @@ class Service:
                 group.create_task(parts.source.run(), name="mqtt-source"),
                 group.create_task(parts.relay.run(), name="webhook-relay"),
                 group.create_task(self.registry_sync.run(), name="registry-sync"),
+                group.create_task(parts.rules.run_ticks(), name="rules-ticks"),
+                group.create_task(parts.rules.run_checkpoints(), name="rules-checkpoints"),
+                group.create_task(parts.rules.run_watch(), name="rules-watch"),
             ]
             serving = group.create_task(parts.server.serve(), name="http-api")
             listening = asyncio.create_task(parts.server.listening.wait())
@@ -184,6 +196,8 @@ class Service:
             parts.server.should_exit = True
             for worker in workers:
                 worker.cancel()
+        # After ingest has stopped, so the checkpoint holds every reading acknowledged.
+        await parts.rules.checkpoint()
 
     def _set_connected(self, connected: bool) -> None:
         self._mqtt_connected = connected

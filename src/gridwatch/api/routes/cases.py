@@ -1,6 +1,6 @@
 """Cases: list with filters, and one case with its history."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
@@ -35,10 +35,13 @@ async def list_cases(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
     include_test: bool = False,
+    queue: Literal["city", "maintenance", "all"] = "city",
     *,
     principal: PrincipalDep,
 ) -> CasePage:
     """Cases matching every given filter; `open=true` keeps the unclosed ones.
+
+    `queue` picks city cases (default), maintenance cases (device health), or all.
 
     Test cases (raised by sensors in commissioning) are listed only with `include_test=true`,
     for installers and admins.
@@ -52,6 +55,7 @@ async def list_cases(
         sensor_id=sensor_id,
         open_only=open,
         include_test=include_test,
+        maintenance={"city": False, "maintenance": True, "all": None}[queue],
     )
     cases, total = await service.list_cases(
         session=session, case_filter=case_filter, limit=limit, offset=offset

@@ -1,0 +1,124 @@
+"""The rules engine at run time: ticks, checkpoints, and hot reload of the rule files."""
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gridwatch.domain import AlarmEvent
+from gridwatch.gateway.files import write_file_atomically
+from gridwatch.gateway.pipeline import IngestPipeline
+from gridwatch.gateway.registry import SensorRegistry
+from gridwatch.rules import RuleEngine, RuleFileError, SnapshotError, load_pack_dir
+
+log = logging.getLogger("gridwatch.rules")
+
+TICK_S = 1.0
+WATCH_S = 2.0
+CHECKPOINT_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadReport:
+    """The outcome of a reload: the rules now in force, or why the files were refused."""
+
+    loaded: bool
+    rules: int
+    error: str | None = None
+    cleared: int = 0
+
+
+class RulesRuntime:
+    """Owns the engine's life around the pipeline: time passing, restarts, rule changes."""
+
+    def __init__(
+        self,
+        *,
+        rules_dir: Path,
+        state_path: Path,
+        registry: SensorRegistry,
+    ) -> None:
+        self._rules_dir = rules_dir
+        self._state_path = state_path
+        self._registry = registry
+        self.engine = RuleEngine(load_pack_dir(rules_dir))
+        self._files = self._fingerprint()
+        self._lock = asyncio.Lock()
+        self._pipeline: IngestPipeline | None = None
+
+    def attach(self, pipeline: IngestPipeline) -> None:
+        """Alarms from ticks and reloads go to cases through the pipeline's retrying sink."""
+        self._pipeline = pipeline
+
+    def restore(self) -> None:
+        """Resume the checkpointed state, so a restart neither re-raises nor forgets alarms."""
+        if not self._state_path.exists():
+            return
+        try:
+            self.engine.restore(self._state_path.read_bytes())
+        except (SnapshotError, OSError) as err:
+            log.warning("rule state %s not restored (%s); starting fresh", self._state_path, err)
+            return
+        log.info(
+            "rule state restored from %s: %d active alarms",
+            self._state_path, len(self.engine.active_alarms()),
+        )  # fmt: skip
+
+    async def checkpoint(self) -> None:
+        """Write the engine state; serialised on the loop, written to disk off it."""
+        data = self.engine.snapshot()
+        await asyncio.to_thread(write_file_atomically, self._state_path, data.decode(), mode=0o600)
+
+    async def run_ticks(self) -> None:
+        """Let time pass for the engine: deadman and held conditions fire without readings."""
+        while True:
+            await asyncio.sleep(TICK_S)
+            await self._apply(self.engine.tick(datetime.now(UTC)))
+
+    async def run_checkpoints(self) -> None:
+        """Checkpoint periodically until cancelled."""
+        while True:
+            await asyncio.sleep(CHECKPOINT_S)
+            await self.checkpoint()
+
+    async def run_watch(self) -> None:
+        """Reload when a rule file changes; a broken file leaves the running rules in force."""
+        while True:
+            await asyncio.sleep(WATCH_S)
+            if self._fingerprint() != self._files:
+                await self.reload()
+
+    async def reload(self) -> ReloadReport:
+        """Load the rule files again and swap them in whole, or refuse them whole."""
+        async with self._lock:
+            self._files = self._fingerprint()
+            try:
+                pack = load_pack_dir(self._rules_dir)
+            except RuleFileError as err:
+                log.warning("rule files refused, the running rules stay: %s", err)
+                return ReloadReport(loaded=False, rules=len(self.engine.rules), error=str(err))
+            events = self.engine.replace_rules(pack, at=datetime.now(UTC))
+            await self._apply(events)
+            log.info("rules reloaded: %d rules, %d alarms cleared", len(pack.rules), len(events))
+            return ReloadReport(loaded=True, rules=len(pack.rules), cleared=len(events))
+
+    async def _apply(self, events: Sequence[AlarmEvent]) -> None:
+        if not events or self._pipeline is None:
+            return
+        by_sensor: dict[str, list[AlarmEvent]] = defaultdict(list)
+        for event in events:
+            by_sensor[event.sensor_id].append(event)
+        for sensor_id, alarms in by_sensor.items():
+            sensor = self._registry.get(sensor_id)
+            if sensor is not None:
+                await self._pipeline.apply_alarms(sensor, alarms)
+
+    def _fingerprint(self) -> tuple[tuple[str, int, int], ...]:
+        return tuple(
+            (path.name, stat.st_mtime_ns, stat.st_size)
+            for path in sorted(self._rules_dir.glob("*.yaml"))
+            for stat in [path.stat()]
+        )
