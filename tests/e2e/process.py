@@ -60,8 +60,10 @@ class GridwatchProcess:
                 raise RuntimeError(f"gridwatch did not stop on {sig}:\n{self.output()}") from None
         return self.process.returncode
 
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
+    def output(self, *, tail: int | None = 6000) -> str:
+        """What the process printed: the last `tail` characters, or everything."""
+        text = self.log_path.read_text(errors="replace")
+        return text if tail is None else text[-tail:]
 
     def __enter__(self) -> Self:
         self.start()

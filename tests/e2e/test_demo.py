@@ -32,7 +32,9 @@ def test_demo_opens_a_rain_case_and_stops_on_ctrl_c(tmp_path, speed):
             time.sleep(0.5)
             response = httpx.get(f"{demo.api}/api/v1/cases", headers=headers, timeout=5.0)
             cases = response.json()["items"]
-        assert [(c["sensor_id"], c["rule_id"]) for c in cases] == [("RG-001", "demo_rain_burst")]
+        # The quick demo rule opens first; the rainstorm rules of the default pack may follow.
+        assert ("RG-001", "demo_rain_burst") in [(c["sensor_id"], c["rule_id"]) for c in cases]
+        assert {c["sensor_id"] for c in cases} == {"RG-001"}
         assert "embedded broker" in demo.output()
         assert "NEW CASE" in demo.output() or _console_catches_up(demo)
         assert demo.stop(signal.SIGINT) == 0, demo.output()

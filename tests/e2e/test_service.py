@@ -9,6 +9,7 @@ import subprocess
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import pytest
@@ -34,6 +35,14 @@ rules:
     category: "event:0401"
     applies_to: {kinds: [rain_gauge]}
     condition: {type: threshold, field: rain_mm, levels: {blue: 2, yellow: 3, red: 8}, clear: 0.5}
+"""
+GALE = """
+rules:
+  - id: gale
+    title: "Gale at {sensor_id}"
+    category: "component:0307"
+    applies_to: {kinds: [tilt]}
+    condition: {type: threshold, field: wind_ms, levels: {blue: 13.9}, clear: 10.8}
 """
 # Heavy rain for a minute of scenario time: 4.5 mm per 5 s report, a yellow alarm.
 SCENARIO = """
@@ -239,3 +248,32 @@ def test_commissioning_proves_a_new_device_end_to_end(gridwatch, mosquitto):
         lambda: _get(gridwatch, "/api/v1/cases", include_test="true")["items"], what="test case"
     )
     assert [(c["sensor_id"], c["drill"]) for c in test_cases] == [("RG-COM", True)]
+
+
+def test_rules_reload_through_the_api_refuses_a_broken_file_whole(gridwatch):
+    rules_dir = Path(gridwatch.env["GRIDWATCH_RULES_DIR"])
+    assert [r["id"] for r in _get(gridwatch, "/api/v1/rules")["items"]] == ["burst"]
+    (rules_dir / "gale.yaml").write_text(GALE.replace("clear: 10.8", "clear: 99"))
+    refused = httpx.post(gridwatch.api + "/api/v1/rules/reload", headers=AUTH, timeout=10.0)
+    assert refused.status_code == 422
+    assert "gale.yaml" in refused.json()["detail"]
+    assert [r["id"] for r in _get(gridwatch, "/api/v1/rules")["items"]] == ["burst"]
+    (rules_dir / "gale.yaml").write_text(GALE)
+    loaded = httpx.post(gridwatch.api + "/api/v1/rules/reload", headers=AUTH, timeout=10.0)
+    assert loaded.json() == {"rules": 2}
+
+
+def test_a_restart_keeps_the_alarm_state(gridwatch, mosquitto):
+    topic = f"{_prefix(gridwatch)}/RG-1/telemetry"
+    publish_all(mosquitto.host, mosquitto.port, [(topic, {"rain_mm": 3.5})])
+    _wait_until(lambda: _get(gridwatch, "/api/v1/cases")["total"] == 1, what="the case")
+    assert gridwatch.stop(signal.SIGTERM) == 0
+    gridwatch.start()
+    publish_all(mosquitto.host, mosquitto.port, [(topic, {"rain_mm": 3.6})])
+    _wait_until(
+        lambda: _get(gridwatch, "/api/v1/cases")["items"][0]["occurrences"] == 2,
+        what="the repeat counted on the same case",
+    )
+    log = gridwatch.output(tail=None)
+    assert log.count("alarm raised sensor=RG-1") == 1, log
+    assert "alarm repeated sensor=RG-1" in log

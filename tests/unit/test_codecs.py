@@ -26,6 +26,7 @@ def _decode(kind: str, channel: Channel, payload: object) -> dict[str, object]:
         ("rain_gauge", Channel.TELEMETRY, {"rain_mm": 0.2}, {"rain_mm": 0.2}),
         ("rain_gauge", Channel.TELEMETRY, {"total_mm": 1234, "precip": "snow"},
          {"total_mm": 1234.0, "precip": "snow"}),
+        ("rain_gauge", Channel.TELEMETRY, {"water_depth_cm": 22.5}, {"water_depth_cm": 22.5}),
         ("tilt", Channel.TELEMETRY, {"tilt_x_deg": 0.1, "tilt_y_deg": -0.2, "wind_ms": 14},
          {"tilt_x_deg": 0.1, "tilt_y_deg": -0.2, "wind_ms": 14.0}),
         ("elevator", Channel.TELEMETRY,
@@ -52,7 +53,7 @@ def test_canonical_payloads_decode(kind, channel, payload, expected):
         ("rain_gauge", Channel.TELEMETRY, b"not json", "payload", "not valid JSON"),
         ("rain_gauge", Channel.TELEMETRY, b"\xff\xfe", "payload", "not valid JSON"),
         ("rain_gauge", Channel.TELEMETRY, [1, 2], "payload", "JSON object"),
-        ("rain_gauge", Channel.TELEMETRY, {}, "rain_mm or total_mm", "required"),
+        ("rain_gauge", Channel.TELEMETRY, {}, "rain_mm or total_mm or water_depth_cm", "required"),
         ("rain_gauge", Channel.TELEMETRY, {"rain_mm": "3"}, "rain_mm", "must be a number"),
         ("rain_gauge", Channel.TELEMETRY, {"rain_mm": True}, "rain_mm", "must be a number"),
         ("rain_gauge", Channel.TELEMETRY, {"rain_mm": -1}, "rain_mm", "below the minimum"),
@@ -118,7 +119,7 @@ def test_arbitrary_bytes_never_escape_as_anything_but_payload_error(payload):
         )
 
 
-@given(st.dictionaries(st.sampled_from(["rain_mm", "total_mm", "precip", "ts"]),
+@given(st.dictionaries(st.sampled_from(["rain_mm", "total_mm", "water_depth_cm", "precip", "ts"]),
                        st.one_of(st.none(), st.booleans(), st.integers(), st.floats(),
                                  st.text(max_size=10))))  # fmt: skip
 def test_arbitrary_rain_objects_decode_or_raise_payload_error(document):
@@ -126,4 +127,4 @@ def test_arbitrary_rain_objects_decode_or_raise_payload_error(document):
         values = _decode("rain_gauge", Channel.TELEMETRY, document)
     except PayloadError:
         return
-    assert "rain_mm" in values or "total_mm" in values
+    assert {"rain_mm", "total_mm", "water_depth_cm"} & set(values)

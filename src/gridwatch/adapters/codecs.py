@@ -80,8 +80,10 @@ CODECS: Mapping[tuple[str, Channel], PayloadSpec] = {
             FieldSpec("total_mm", float, minimum=0, maximum=1e7),
             FieldSpec("precip", str, choices=frozenset({"rain", "snow"})),
             FieldSpec("battery_v", float, minimum=0, maximum=60),
+            # Hydrology stations often carry a road-water depth probe beside the gauge.
+            FieldSpec("water_depth_cm", float, minimum=0, maximum=1000),
         ),
-        one_of=("rain_mm", "total_mm"),
+        one_of=("rain_mm", "total_mm", "water_depth_cm"),
     ),
     (SensorKind.TILT, Channel.TELEMETRY): PayloadSpec(
         fields=(

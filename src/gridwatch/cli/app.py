@@ -109,6 +109,11 @@ async def database(settings: Settings) -> AsyncIterator[async_sessionmaker[Async
 def main() -> None:
     """Console-script entry point."""
     # Importing the command modules registers their commands on `app`.
-    from gridwatch.cli import grid_acl_commands, registry_commands, service_commands  # noqa: F401
+    from gridwatch.cli import (  # noqa: F401
+        grid_acl_commands,
+        registry_commands,
+        rules_commands,
+        service_commands,
+    )
 
     app()

@@ -13,6 +13,7 @@ from rich.console import Console
 from gridwatch.broker import EmbeddedBroker
 from gridwatch.gateway.settings import Settings
 from gridwatch.registry.grid import DEMO_GRID_PATH
+from gridwatch.rules import DEFAULT_PACK_DIR
 from gridwatch.service.runtime import Service
 from gridwatch.simulators import load_scenario, run_scenario
 
@@ -46,7 +47,7 @@ async def run_demo(
                 "mqtt_client_id": "gridwatch-demo",
                 "sensors_file": DEMO_DATA / "sensors.yaml",
                 "grid_file": DEMO_GRID_PATH,
-                "rules_dir": DEMO_DATA / "rules",
+                "rules_dir": _demo_rules(data_dir),
                 "admin_key": SecretStr(admin_key),
             }
         )
@@ -76,6 +77,15 @@ async def run_demo(
             for helper in helpers:
                 helper.cancel()
         console.print("[bold]gridwatch demo stopped.[/]")
+
+
+def _demo_rules(data_dir: Path) -> Path:
+    # The whole default pack, plus a rule that reacts within seconds so a case shows quickly.
+    rules = data_dir / "rules"
+    rules.mkdir(parents=True, exist_ok=True)
+    for source in [*sorted(DEFAULT_PACK_DIR.glob("*.yaml")), DEMO_DATA / "rain_burst.yaml"]:
+        shutil.copyfile(source, rules / source.name)
+    return rules
 
 
 async def _choose_broker(

@@ -72,11 +72,15 @@ class RulesRuntime:
         data = self.engine.snapshot()
         await asyncio.to_thread(write_file_atomically, self._state_path, data.decode(), mode=0o600)
 
+    async def tick(self, now: datetime) -> None:
+        """Let time pass for the engine and apply what fires (deadman, held conditions)."""
+        await self._apply(self.engine.tick(now))
+
     async def run_ticks(self) -> None:
-        """Let time pass for the engine: deadman and held conditions fire without readings."""
+        """Tick about once a second until cancelled."""
         while True:
             await asyncio.sleep(TICK_S)
-            await self._apply(self.engine.tick(datetime.now(UTC)))
+            await self.tick(datetime.now(UTC))
 
     async def run_checkpoints(self) -> None:
         """Checkpoint periodically until cancelled."""
