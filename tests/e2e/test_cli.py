@@ -48,3 +48,14 @@ def test_simulate_publishes_and_prints_a_summary(mosquitto):
     assert result.returncode == 0, result.stderr
     assert "EL-201" in result.stdout
     assert "event=3" in result.stdout
+
+
+def test_sensors_add_names_a_bad_field_without_a_traceback(tmp_path):
+    env = {"GRIDWATCH_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    result = _gridwatch(
+        "sensors", "add", "--id", "RG-9", "--kind", "rain_gauge", "--grid", "110101001001001",
+        "--lat", "100", "--lon", "116.4", env=env,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "location.lat: Input should be less than or equal to 90" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -11,21 +11,13 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gridwatch.api.context import ApiContext
-from gridwatch.domain import Reading, Sensor, SensorStatus, Value
+from gridwatch.api.readings import ReadingRead
+from gridwatch.domain import Reading, Sensor, SensorStatus
 from gridwatch.registry import service
 from gridwatch.registry.problems import ConflictError, FieldProblem
 from gridwatch.rules import RuleEngine
 
 POLL_S = 0.1
-
-
-class ArrivedReading(BaseModel):
-    """The reading that arrived, as decoded."""
-
-    ts: datetime
-    received_at: datetime
-    channel: str
-    values: dict[str, Value]
 
 
 class SetAside(BaseModel):
@@ -51,7 +43,7 @@ class CommissionReport(BaseModel):
     sensor_id: str
     status: SensorStatus
     green: bool
-    reading: ArrivedReading | None
+    reading: ReadingRead | None
     set_aside: list[SetAside]
     rules: list[RuleOutcome]
 
@@ -88,7 +80,7 @@ async def commission(
         sensor_id=sensor_id,
         status=sensor.status,
         green=reading is not None and not set_aside,
-        reading=_arrived(reading),
+        reading=ReadingRead.of(reading) if reading else None,
         set_aside=set_aside,
         rules=_dry_run(context, sensor, reading),
     )
@@ -126,14 +118,3 @@ def _dry_run(context: ApiContext, sensor: Sensor, reading: Reading | None) -> li
         for rule in rules
         if rule.applies_to.matches(as_active)
     ]
-
-
-def _arrived(reading: Reading | None) -> ArrivedReading | None:
-    if reading is None:
-        return None
-    return ArrivedReading(
-        ts=reading.ts,
-        received_at=reading.received_at,
-        channel=reading.channel.value,
-        values=reading.values,
-    )

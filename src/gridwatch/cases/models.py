@@ -26,18 +26,6 @@ class CaseStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-OPEN_STATUSES = frozenset(
-    {
-        CaseStatus.REPORTED,
-        CaseStatus.DISPATCHED,
-        CaseStatus.ACCEPTED,
-        CaseStatus.HANDLED,
-        CaseStatus.VERIFIED,
-        CaseStatus.POSTPONED,
-    }
-)
-
-
 class Case(Base):
     """A work order; `open_fingerprint` is unique, so one (sensor, rule) has one open case."""
 

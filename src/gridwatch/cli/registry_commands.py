@@ -1,6 +1,5 @@
 """Installer commands: sensors, API keys (and, with the registry's data files, grid and ACLs)."""
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gridwatch.api.keys import create_key, list_keys, revoke_key
 from gridwatch.api.roles import Role
 from gridwatch.cli.app import ConfigOption, app, console, database, load, run, user_errors
-from gridwatch.domain import Location, Sensor, SensorKind, SensorStatus
+from gridwatch.domain import Sensor, SensorKind, SensorStatus
 from gridwatch.gateway.settings import Settings
 from gridwatch.registry import importer, service
 from gridwatch.registry.catalog import device_profiles, profile_kinds
@@ -42,15 +41,14 @@ def add_sensor(
 ) -> None:
     """Register one sensor."""
     settings = load(config)
-    location = None
+    raw: dict[str, object] = {
+        "id": sensor_id, "kind": kind.value, "grid": grid, "model": model, "owner": owner,
+        "interval_s": interval_s, "status": status.value,
+    }  # fmt: skip
     if lat is not None and lon is not None:
-        location = Location(lat=lat, lon=lon, address=address)
-    sensor = _validated(
-        {
-            "id": sensor_id, "kind": kind, "grid": grid, "location": location, "model": model,
-            "owner": owner, "interval_s": interval_s, "status": status,
-        }
-    )  # fmt: skip
+        raw["location"] = {"lat": lat, "lon": lon, "address": address}
+    with user_errors():
+        (sensor,) = importer.validate_rows([(1, raw)])
 
     async def add() -> None:
         async with database(settings) as sessions, sessions() as session, session.begin():
@@ -207,16 +205,6 @@ def revoke_api_key(key_id: str, config: ConfigOption = None) -> None:
         console.print(f"no active key {key_id}")
         raise typer.Exit(1)
     console.print(f"revoked {key_id}")
-
-
-def _validated(raw: dict[str, object]) -> Sensor:
-    with user_errors():
-        (sensor,) = importer.validate_rows([(1, json.loads(json.dumps(raw, default=_plain)))])
-    return sensor
-
-
-def _plain(value: object) -> object:
-    return value.model_dump() if isinstance(value, Location) else str(value)
 
 
 async def _references(settings: Settings, session: AsyncSession) -> service.References:

@@ -24,10 +24,6 @@ class SensorRegistry:
         """The sensor with this id, or None."""
         return self._by_id.get(sensor_id)
 
-    def all(self) -> list[Sensor]:
-        """Every sensor, ordered by id."""
-        return [self._by_id[key] for key in sorted(self._by_id)]
-
     def replace(self, sensors: Iterable[Sensor]) -> None:
         """Swap in a new set of sensors; refuses duplicate ids."""
         by_id: dict[str, Sensor] = {}

@@ -1,6 +1,5 @@
 """Sensors: register, read, change, retire, bulk-import, commission, and recent readings."""
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
@@ -10,8 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gridwatch.api.commission import CommissionReport, commission
 from gridwatch.api.context import ApiContext
 from gridwatch.api.deps import ContextDep, SessionDep, permitted
+from gridwatch.api.readings import ReadingRead
 from gridwatch.api.roles import Permission
-from gridwatch.domain import Sensor, SensorStatus, Value
+from gridwatch.domain import Sensor, SensorStatus
 from gridwatch.registry import importer, service
 from gridwatch.registry.service import SensorFilter
 
@@ -48,15 +48,6 @@ class ImportResult(BaseModel):
     warnings: list[dict[str, object]] = Field(default_factory=list)
 
 
-class ReadingRead(BaseModel):
-    """One stored reading."""
-
-    ts: datetime
-    received_at: datetime
-    channel: str
-    values: dict[str, Value]
-
-
 class CommissionRequest(BaseModel):
     """How long to wait for the device's test reading."""
 
@@ -91,7 +82,7 @@ async def create_sensor(
         references = await _references(context, session)
         row = await service.create_sensor(
             session=session,
-            sensor=Sensor.model_validate(sensor.model_dump()),
+            sensor=sensor,
             references=references,
         )
     await context.sensors_changed()
@@ -194,10 +185,7 @@ async def recent_readings(
 ) -> list[ReadingRead]:
     """The sensor's newest readings from the telemetry store, oldest first."""
     await service.get_sensor(session=session, sensor_id=sensor_id)
-    return [
-        ReadingRead(ts=r.ts, received_at=r.received_at, channel=r.channel.value, values=r.values)
-        for r in context.store.recent(sensor_id, limit)
-    ]
+    return [ReadingRead.of(reading) for reading in context.store.recent(sensor_id, limit)]
 
 
 async def _references(context: ApiContext, session: AsyncSession) -> service.References:
