@@ -14,9 +14,10 @@ from gridwatch.api.roles import Role
 from gridwatch.gateway.metrics import Metrics
 from gridwatch.gateway.registry import SensorRegistry
 from gridwatch.gateway.rejects import RejectLog
-from gridwatch.gateway.telemetry import MemoryTelemetryStore
+from gridwatch.gateway.telemetry import LatestReadings
 from gridwatch.rules import Rule
 from gridwatch.service.registry_sync import RegistrySync
+from tests.telemetry.support import NO_TELEMETRY
 
 
 @dataclass
@@ -49,7 +50,8 @@ async def running_api(
     context = ApiContext(
         sessions=sessions,
         registry=registry,
-        store=MemoryTelemetryStore(),
+        latest=LatestReadings(),
+        telemetry=NO_TELEMETRY,
         rejects=RejectLog(None),
         metrics=Metrics(),
         admin_key_digest=None,

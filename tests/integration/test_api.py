@@ -10,8 +10,9 @@ from gridwatch.domain import AlarmTransition, Severity
 from gridwatch.gateway.metrics import Metrics
 from gridwatch.gateway.registry import SensorRegistry
 from gridwatch.gateway.rejects import RejectLog
-from gridwatch.gateway.telemetry import MemoryTelemetryStore
+from gridwatch.gateway.telemetry import LatestReadings
 from tests.integration.factories import alarm, rain_sensor
+from tests.telemetry.support import NO_TELEMETRY
 
 KEY = "test-admin-key-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -25,7 +26,8 @@ async def client(sessions):
     context = ApiContext(
         sessions=sessions,
         registry=SensorRegistry(),
-        store=MemoryTelemetryStore(),
+        latest=LatestReadings(),
+        telemetry=NO_TELEMETRY,
         rejects=RejectLog(None),
         metrics=Metrics(),
         admin_key_digest=digest(KEY),

@@ -1,7 +1,7 @@
 """The ingest pipeline on a real database: bad messages are counted and set aside, never fatal."""
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -13,12 +13,13 @@ from gridwatch.gateway.metrics import Metrics
 from gridwatch.gateway.pipeline import Accepted, IngestPipeline
 from gridwatch.gateway.registry import SensorRegistry
 from gridwatch.gateway.rejects import RejectedMessage, RejectLog, RejectReason
-from gridwatch.gateway.telemetry import MemoryTelemetryStore
+from gridwatch.gateway.telemetry import LatestReadings, ReadingsQuery
 from gridwatch.registry.catalog import device_profiles
 from gridwatch.rules import RuleEngine, load_rule_files
 from gridwatch.service.case_sink import DatabaseCaseSink
 from gridwatch.service.vendor_codecs import vendor_codecs
 from tests.integration.factories import rain_sensor
+from tests.telemetry.support import embedded_telemetry
 
 RULE = """
 rules:
@@ -31,7 +32,13 @@ rules:
 
 
 @pytest.fixture
-def pipeline(sessions, tmp_path):
+async def telemetry(tmp_path):
+    async with embedded_telemetry(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def pipeline(sessions, tmp_path, telemetry):
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULE)
     retired = Sensor.model_validate(
@@ -41,7 +48,8 @@ def pipeline(sessions, tmp_path):
     return IngestPipeline(
         topic_prefix="city/gw",
         registry=SensorRegistry([rain_sensor("RG-1"), retired]),
-        store=MemoryTelemetryStore(),
+        writer=telemetry.writer,
+        latest=LatestReadings(),
         engine=RuleEngine(load_rule_files([rules])),
         cases=DatabaseCaseSink(sessions=sessions, metrics=metrics, on_committed=lambda: None),
         rejects=RejectLog(tmp_path / "rejected.jsonl"),
@@ -74,7 +82,7 @@ def _message(topic: str, payload: object) -> RawMessage:
     ],
 )
 async def test_bad_message_is_set_aside_and_the_next_good_one_is_stored(
-    pipeline, tmp_path, topic, payload, reason, detail
+    pipeline, telemetry, tmp_path, topic, payload, reason, detail
 ):
     outcome = await pipeline.handle(_message(topic, payload))
     assert isinstance(outcome, RejectedMessage)
@@ -82,7 +90,17 @@ async def test_bad_message_is_set_aside_and_the_next_good_one_is_stored(
     assert detail in outcome.detail
     good = await pipeline.handle(_message("city/gw/RG-1/telemetry", {"rain_mm": 0.4}))
     assert isinstance(good, Accepted)
-    assert pipeline._store.recent("RG-1", 10)[-1].values == {"rain_mm": 0.4}
+    now = datetime.now(UTC)
+    stored = await telemetry.reader.readings(
+        ReadingsQuery(
+            sensor_id="RG-1",
+            measurement="rain_gauge",
+            start=now - timedelta(minutes=1),
+            end=now + timedelta(minutes=1),
+            limit=10,
+        )
+    )
+    assert [row.values for row in stored] == [{"rain_mm": 0.4}]
     (line,) = (tmp_path / "rejected.jsonl").read_text().splitlines()
     record = json.loads(line)
     assert (record["topic"], record["reason"]) == (topic, reason.value)
@@ -102,7 +120,7 @@ async def test_alarm_readings_open_one_case_and_write_the_outbox(pipeline, sessi
 
 
 @pytest.fixture
-def vendor_pipeline(sessions, tmp_path):
+def vendor_pipeline(sessions, tmp_path, telemetry):
     elevator = Sensor.model_validate(
         {"id": "EL-1", "kind": "elevator", "grid": "110101001001001",
          "protocol": {"type": "mqtt", "codec": "traction-controller"}}
@@ -111,7 +129,8 @@ def vendor_pipeline(sessions, tmp_path):
     return IngestPipeline(
         topic_prefix="gridwatch",
         registry=SensorRegistry([elevator]),
-        store=MemoryTelemetryStore(),
+        writer=telemetry.writer,
+        latest=LatestReadings(),
         engine=RuleEngine([]),
         cases=DatabaseCaseSink(sessions=sessions, metrics=metrics, on_committed=lambda: None),
         rejects=RejectLog(tmp_path / "rejected.jsonl"),
@@ -153,12 +172,15 @@ class BrokenEngine(RuleEngine):
         return super().evaluate(sensor, reading)
 
 
-async def test_a_bug_tripped_by_one_message_sets_it_aside_and_ingest_goes_on(sessions, tmp_path):
+async def test_a_bug_tripped_by_one_message_sets_it_aside_and_ingest_goes_on(
+    sessions, tmp_path, telemetry
+):
     metrics = Metrics()
     pipeline = IngestPipeline(
         topic_prefix="gridwatch",
         registry=SensorRegistry([rain_sensor("RG-1")]),
-        store=MemoryTelemetryStore(),
+        writer=telemetry.writer,
+        latest=LatestReadings(),
         engine=BrokenEngine([]),
         cases=DatabaseCaseSink(sessions=sessions, metrics=metrics, on_committed=lambda: None),
         rejects=RejectLog(tmp_path / "rejected.jsonl"),

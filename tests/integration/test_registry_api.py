@@ -231,7 +231,7 @@ async def test_commissioning_reports_the_reading_and_the_rules_it_would_fire(api
     empty = (await api.client.post("/api/v1/sensors/RG-1/commission", headers=installer)).json()
     assert (empty["status"], empty["green"], empty["reading"]) == ("commissioning", False, None)
     now = datetime.now(UTC)
-    await api.context.store.write(
+    api.context.latest.put(
         Reading("RG-1", "rain_gauge", Channel.TELEMETRY, now, now, {"rain_mm": 3.0})
     )
     report = (

@@ -11,10 +11,11 @@ from gridwatch.gateway.metrics import Metrics
 from gridwatch.gateway.pipeline import IngestPipeline
 from gridwatch.gateway.registry import SensorRegistry
 from gridwatch.gateway.rejects import RejectLog
-from gridwatch.gateway.telemetry import MemoryTelemetryStore
+from gridwatch.gateway.telemetry import LatestReadings
 from gridwatch.service.case_sink import DatabaseCaseSink
 from gridwatch.service.rules_runtime import RulesRuntime
 from tests.integration.factories import rain_sensor
+from tests.telemetry.support import embedded_telemetry
 
 BURST = """
 rules:
@@ -36,6 +37,12 @@ rules:
 
 def _reading(value: float, at: datetime) -> Reading:
     return Reading("RG-1", "rain_gauge", Channel.TELEMETRY, at, at, {"rain_mm": value})
+
+
+@pytest.fixture
+async def telemetry(tmp_path):
+    async with embedded_telemetry(tmp_path) as running:
+        yield running
 
 
 @pytest.fixture
@@ -90,7 +97,9 @@ async def test_a_broken_rule_file_is_refused_whole_and_the_rules_stay(rules_dir,
     assert (report.loaded, report.rules) == (True, 2)
 
 
-async def test_ticks_open_a_maintenance_case_for_a_silent_sensor(rules_dir, tmp_path, sessions):
+async def test_ticks_open_a_maintenance_case_for_a_silent_sensor(
+    rules_dir, tmp_path, sessions, telemetry
+):
     (rules_dir / "offline.yaml").write_text(OFFLINE)
     runtime = _runtime(rules_dir, tmp_path)
     metrics = Metrics()
@@ -98,7 +107,8 @@ async def test_ticks_open_a_maintenance_case_for_a_silent_sensor(rules_dir, tmp_
     pipeline = IngestPipeline(
         topic_prefix="gridwatch",
         registry=SensorRegistry([sensor]),
-        store=MemoryTelemetryStore(),
+        writer=telemetry.writer,
+        latest=LatestReadings(),
         engine=runtime.engine,
         cases=DatabaseCaseSink(sessions=sessions, metrics=metrics, on_committed=lambda: None),
         rejects=RejectLog(None),

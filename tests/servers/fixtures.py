@@ -8,6 +8,12 @@ from typing import NoReturn
 import pytest
 import pytest_asyncio
 
+from tests.servers.influxdb import (
+    InfluxDatabase,
+    InfluxDBNotFoundError,
+    InfluxDBServer,
+    unique_database_name,
+)
 from tests.servers.mosquitto import MosquittoNotFoundError, MosquittoServer
 from tests.servers.postgres import (
     PostgresUnavailableError,
@@ -18,7 +24,10 @@ from tests.servers.postgres import (
 from tests.servers.webhook_receiver import WebhookReceiver, new_secret
 
 __all__ = [
+    "fresh_influxdb",
     "fresh_mosquitto",
+    "influx_database",
+    "influxdb",
     "mosquitto",
     "postgres_database",
     "postgres_url",
@@ -66,6 +75,47 @@ def fresh_mosquitto(tmp_path: Path) -> Iterator[MosquittoServer]:
         yield server
     finally:
         server.stop()
+
+
+def _start_influxdb(workdir: Path) -> InfluxDBServer:
+    """Start influxd in `workdir`, or skip/fail the test when InfluxDB is not installed."""
+    try:
+        server = InfluxDBServer(workdir=workdir)
+    except InfluxDBNotFoundError as err:
+        _unavailable(str(err))
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDBServer]:
+    """One InfluxDB for the whole session; use a database of your own, do not stop it."""
+    server = _start_influxdb(tmp_path_factory.mktemp("influxdb"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fresh_influxdb(tmp_path: Path) -> Iterator[InfluxDBServer]:
+    """An InfluxDB of this test's own, free to stop, kill and restart; files stay in tmp_path."""
+    server = _start_influxdb(tmp_path / "influxdb")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def influx_database(influxdb: InfluxDBServer) -> Iterator[InfluxDatabase]:
+    """A fresh, uniquely named database on the session InfluxDB, dropped after the test."""
+    database = InfluxDatabase(url=influxdb.url, name=unique_database_name())
+    influxdb.create_database(database.name)
+    try:
+        yield database
+    finally:
+        influxdb.drop_database(database.name)
 
 
 async def _create_database() -> ScratchDatabase:

@@ -92,9 +92,9 @@ async def _wait_for_reading(
     # With wait_s > 0 only a reading that arrives after the request counts: the installer
     # has just pressed "send now". Without waiting, the newest reading is reported.
     for _ in range(int(wait_s / POLL_S) + 1):
-        newest = context.store.recent(sensor_id, 1)
-        if newest and (wait_s == 0 or newest[-1].received_at >= since):
-            return newest[-1]
+        newest = context.latest.newest(sensor_id)
+        if newest is not None and (wait_s == 0 or newest.received_at >= since):
+            return newest
         if wait_s == 0:
             return None
         await asyncio.sleep(POLL_S)

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gridwatch.gateway.metrics import Metrics
 from gridwatch.gateway.registry import SensorRegistry
 from gridwatch.gateway.rejects import RejectLog
-from gridwatch.gateway.telemetry import TelemetryStore
+from gridwatch.gateway.telemetry import LatestReadings, TelemetryReader
 from gridwatch.rules import Rule
 
 
@@ -50,7 +50,8 @@ class ApiContext:
 
     sessions: async_sessionmaker[AsyncSession]
     registry: SensorRegistry
-    store: TelemetryStore
+    latest: LatestReadings
+    telemetry: TelemetryReader
     rejects: RejectLog
     metrics: Metrics
     admin_key_digest: str | None

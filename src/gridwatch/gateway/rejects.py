@@ -23,6 +23,7 @@ class RejectReason(StrEnum):
     SENSOR_RETIRED = "sensor_retired"
     BAD_PAYLOAD = "bad_payload"
     INTERNAL_ERROR = "internal_error"
+    STORE_REJECTED = "store_rejected"
 
 
 @dataclass(frozen=True, slots=True)

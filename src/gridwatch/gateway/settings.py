@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     influx_token: SecretStr | None = None
     influx_org: str | None = None
     influx_bucket: str | None = None
+    influx_username: str | None = None
+    influx_password: SecretStr | None = None
+    influx_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    telemetry_batch_size: int = Field(default=5_000, ge=1, le=100_000)
+    telemetry_batch_age_s: float = Field(default=1.0, gt=0, le=60)
+    telemetry_max_in_flight: int = Field(default=2, ge=1, le=16)
+    telemetry_spool_max_bytes: int = Field(default=1 << 30, ge=1 << 20)
+    telemetry_retention_days: float = Field(default=7.0, gt=0, le=3650)
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
     sensors_file: Path | None = None
@@ -71,6 +79,22 @@ class Settings(BaseSettings):
         if yaml_file is not None:
             sources += (YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file),)
         return sources
+
+    @model_validator(mode="after")
+    def _influx_v2_needs_its_coordinates(self) -> Self:
+        if self.influx_url and self.influx_api == "v2":
+            missing = [
+                name
+                for name, value in (
+                    ("influx_token", self.influx_token),
+                    ("influx_org", self.influx_org),
+                    ("influx_bucket", self.influx_bucket),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(f"influx_api v2 needs {', '.join(missing)}")
+        return self
 
     @model_validator(mode="after")
     def _refuse_weak_secrets_in_production(self) -> Self:

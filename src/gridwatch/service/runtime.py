@@ -25,7 +25,7 @@ from gridwatch.gateway.pipeline import IngestPipeline
 from gridwatch.gateway.registry import SensorRegistry, load_sensors_file
 from gridwatch.gateway.rejects import RejectLog
 from gridwatch.gateway.settings import Settings
-from gridwatch.gateway.telemetry import MemoryTelemetryStore
+from gridwatch.gateway.telemetry import LatestReadings
 from gridwatch.registry.catalog import device_profiles
 from gridwatch.registry.grid_store import parse_geojson, replace_grid
 from gridwatch.registry.profiles import DeviceProfile
@@ -34,6 +34,7 @@ from gridwatch.rules import DEFAULT_PACK_DIR
 from gridwatch.service.case_sink import DatabaseCaseSink
 from gridwatch.service.registry_sync import RegistrySync
 from gridwatch.service.rules_runtime import RulesRuntime
+from gridwatch.service.telemetry import Telemetry, open_telemetry
 from gridwatch.service.vendor_codecs import vendor_codecs
 
 log = logging.getLogger("gridwatch.service")
@@ -69,6 +70,7 @@ class _Parts:
     source: MqttSource
     server: _Server
     rules: RulesRuntime
+    telemetry: Telemetry
 
 
 class Service:
@@ -78,7 +80,7 @@ class Service:
         self.settings = settings
         self.metrics = Metrics()
         self.registry = SensorRegistry()
-        self.store = MemoryTelemetryStore()
+        self.latest = LatestReadings()
         self.rejects = RejectLog(settings.data_dir / "rejected.jsonl")
         self._mqtt_connected = False
         self.started = asyncio.Event()
@@ -104,12 +106,20 @@ class Service:
             await self._load_grid_file(sessions)
             await self._load_sensors_file(sessions)
             await self.registry_sync.reload()
-            async with httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT_S) as http:
-                parts = self._build(engine, sessions, rules, http)
+            async with (
+                httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT_S) as http,
+                httpx.AsyncClient(timeout=settings.influx_timeout_s) as influx_http,
+                open_telemetry(
+                    settings, metrics=self.metrics, rejects=self.rejects, http=influx_http
+                ) as telemetry,
+            ):
+                parts = self._build(engine, sessions, rules, http, telemetry)
                 log.info(
-                    "gridwatch started: %d sensors, %d rules, mqtt %s, api http://%s:%d",
-                    len(self.registry), len(rules.engine.rules), parts.source.endpoint.host + ":"
-                    + str(parts.source.endpoint.port), settings.http_host, settings.http_port,
+                    "gridwatch started: %d sensors, %d rules, mqtt %s:%d, telemetry %s, "
+                    "api http://%s:%d",
+                    len(self.registry), len(rules.engine.rules), parts.source.endpoint.host,
+                    parts.source.endpoint.port, telemetry.description, settings.http_host,
+                    settings.http_port,
                 )  # fmt: skip
                 await self._supervise(parts, stop)
         finally:
@@ -121,6 +131,7 @@ class Service:
         sessions: async_sessionmaker[AsyncSession],
         rules: RulesRuntime,
         http: httpx.AsyncClient,
+        telemetry: Telemetry,
     ) -> _Parts:
         settings = self.settings
         relay = WebhookRelay(
@@ -132,7 +143,8 @@ class Service:
         pipeline = IngestPipeline(
             topic_prefix=settings.mqtt_topic_prefix,
             registry=self.registry,
-            store=self.store,
+            writer=telemetry.writer,
+            latest=self.latest,
             engine=rules.engine,
             cases=DatabaseCaseSink(
                 sessions=sessions, metrics=self.metrics, on_committed=relay.notify
@@ -146,8 +158,9 @@ class Service:
             url=settings.mqtt_url or DEFAULT_MQTT_URL,
             topic_prefix=settings.mqtt_topic_prefix,
             client_id=settings.mqtt_client_id,
-            handler=pipeline.handle,
+            handler=pipeline.handle_batch,
             on_connection=self._set_connected,
+            on_idle=telemetry.writer.flush_now,
         )
         admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
         if admin_key is None:
@@ -155,7 +168,8 @@ class Service:
         context = ApiContext(
             sessions=sessions,
             registry=self.registry,
-            store=self.store,
+            latest=self.latest,
+            telemetry=telemetry.reader,
             rejects=self.rejects,
             metrics=self.metrics,
             admin_key_digest=digest(admin_key) if admin_key else None,
@@ -164,7 +178,7 @@ class Service:
             sensors_changed=self.registry_sync.reload,
             profiles=self.profiles,
             strict_location=settings.strict_location,
-            readiness=lambda: self._readiness(engine),
+            readiness=lambda: self._readiness(engine, telemetry),
         )
         config = uvicorn.Config(
             create_app(context),
@@ -174,12 +188,13 @@ class Service:
             lifespan="off",
         )
         rules.attach(pipeline)
-        return _Parts(engine, sessions, pipeline, relay, source, _Server(config), rules)
+        return _Parts(engine, sessions, pipeline, relay, source, _Server(config), rules, telemetry)
 
     async def _supervise(self, parts: _Parts, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as group:
             workers = [
                 group.create_task(parts.source.run(), name="mqtt-source"),
+                group.create_task(parts.telemetry.run(self.metrics), name="telemetry"),
                 group.create_task(parts.relay.run(), name="webhook-relay"),
                 group.create_task(self.registry_sync.run(), name="registry-sync"),
                 group.create_task(parts.rules.run_ticks(), name="rules-ticks"),
@@ -196,21 +211,28 @@ class Service:
             parts.server.should_exit = True
             for worker in workers:
                 worker.cancel()
-        # After ingest has stopped, so the checkpoint holds every reading acknowledged.
+        # After ingest has stopped: points of the last batches are stored (their messages were
+        # not acknowledged, so the broker redelivers them and the store overwrites the same
+        # points), and the checkpoint holds every reading acknowledged.
+        await parts.telemetry.writer.drain()
         await parts.rules.checkpoint()
 
     def _set_connected(self, connected: bool) -> None:
         self._mqtt_connected = connected
         self.metrics.mqtt_connected.set(1 if connected else 0)
 
-    async def _readiness(self, engine: AsyncEngine) -> dict[str, bool]:
+    async def _readiness(self, engine: AsyncEngine, telemetry: Telemetry) -> dict[str, bool]:
         database = True
         try:
             async with engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
         except (OSError, SQLAlchemyError):
             database = False
-        return {"database": database, "mqtt": self._mqtt_connected}
+        return {
+            "database": database,
+            "mqtt": self._mqtt_connected,
+            "telemetry_store": await telemetry.ping(),
+        }
 
     async def _load_grid_file(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         # Like the sensors file, the grid file is declarative: it replaces the grid at start.

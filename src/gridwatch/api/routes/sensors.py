@@ -1,17 +1,19 @@
 """Sensors: register, read, change, retire, bulk-import, commission, and recent readings."""
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gridwatch.api.commission import CommissionReport, commission
 from gridwatch.api.context import ApiContext
 from gridwatch.api.deps import ContextDep, SessionDep, permitted
-from gridwatch.api.readings import ReadingRead
+from gridwatch.api.readings import ReadingsPage, ReadingsParams, page_of, readings_params
 from gridwatch.api.roles import Permission
 from gridwatch.domain import Sensor, SensorStatus
+from gridwatch.gateway.telemetry.errors import StoreUnavailable
 from gridwatch.registry import importer, service
 from gridwatch.registry.service import SensorFilter
 
@@ -177,15 +179,20 @@ async def commission_sensor(
 
 
 @router.get("/{sensor_id}/readings", **READ)
-async def recent_readings(
+async def readings(
     sensor_id: str,
     context: ContextDep,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=2000)] = 100,
-) -> list[ReadingRead]:
-    """The sensor's newest readings from the telemetry store, oldest first."""
-    await service.get_sensor(session=session, sensor_id=sensor_id)
-    return [ReadingRead.of(reading) for reading in context.store.recent(sensor_id, limit)]
+    params: Annotated[ReadingsParams, Depends(readings_params)],
+) -> ReadingsPage:
+    """The sensor's stored readings, raw or aggregated per window, oldest first."""
+    sensor = await service.get_sensor(session=session, sensor_id=sensor_id)
+    query = params.to_query(sensor_id=sensor.id, kind=sensor.kind, now=datetime.now(UTC))
+    try:
+        rows = await context.telemetry.readings(query)
+    except StoreUnavailable as err:
+        raise HTTPException(503, f"telemetry store unavailable: {err}") from err
+    return page_of(query, params.every, rows)
 
 
 async def _references(context: ApiContext, session: AsyncSession) -> service.References:
