@@ -429,6 +429,7 @@ class ServiceConfig:
     workdir: Path
     sensors_file: Path
     influx: Any = None  # a tests.servers.influxdb.InfluxDBServer for --store influx
+    profile: bool = False  # run gridwatch under py-spy, collapsed stacks in the run directory
 
 
 def drain_gridwatch(
@@ -460,8 +461,16 @@ def drain_gridwatch(
     try:
         published = publish(broker, feed, count, qos)
         with log_path.open("ab") as log:
+            command = [str(GRIDWATCH), "run"]
+            if config.profile:
+                stacks = run_dir / "py-spy.collapsed"
+                command = [
+                    str(GRIDWATCH.parent / "py-spy"), "record", "--format", "raw", "--threads",
+                    "--rate", "200", "--output", str(stacks), "--", *command,
+                ]  # fmt: skip
+                print(f"  profiling into {stacks}")
             process = subprocess.Popen(
-                [str(GRIDWATCH), "run"],
+                command,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -652,6 +661,11 @@ def main() -> None:
     parser.add_argument(
         "--workdir", type=Path, help="keep the broker's and gridwatch's files and logs here"
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run gridwatch under py-spy (pip install py-spy); needs --workdir",
+    )
     args = parser.parse_args()
     if args.messages < 10 or args.sensors < 1:
         parser.error("--messages must be at least 10 and --sensors at least 1")
@@ -659,7 +673,7 @@ def main() -> None:
     feed = Feed(args.sensors, args.messages)
     drains: list[Drain] = []
     try:
-        _run(args.messages, args.store, qoses, feed, drains, args.workdir)
+        _run(args.messages, args.store, qoses, feed, drains, args.workdir, profile=args.profile)
     finally:
         # Whatever was measured before a failure is still worth seeing.
         _print_table(drains, args.sensors)
@@ -672,6 +686,8 @@ def _run(
     feed: Feed,
     drains: list[Drain],
     keep: Path | None,
+    *,
+    profile: bool = False,
 ) -> None:
     """Start the servers, measure each consumer at each QoS, stop the servers."""
     if keep is not None:
@@ -690,7 +706,7 @@ def _run(
         broker.start()
         try:
             with _influx(workdir, store == "influx") as influx:
-                config = ServiceConfig(workdir, sensors_file, influx)
+                config = ServiceConfig(workdir, sensors_file, influx, profile)
                 print(
                     f"broker {broker.url} (pid {broker.pid}); store {store}; "
                     f"{messages:,} messages over {len(feed.devices):,} sensors; "

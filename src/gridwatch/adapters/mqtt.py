@@ -1,29 +1,22 @@
-"""The MQTT source: paho's network thread fills an inbox, the asyncio side takes it in batches.
+"""The MQTT source: subscribes with a persistent session and hands messages on in batches.
 
-One message at a time through asyncio costs more than decoding and evaluating it, so paho runs
-its own network thread (reading, parsing, keepalive) and its `on_message` only appends to an
-inbox and, when the inbox was empty, wakes the event loop once. The asyncio side takes whatever
-has arrived as one batch, hands it to the handler, and acknowledges the batch's QoS 1 messages
-only when the handler says they are durable (stored or spooled, cases committed). A crash
-before that leaves them with the broker, which redelivers them to our persistent session.
+The connection (adapters.mqtt_wire) parses every packet in each chunk the socket delivers into
+an inbox; the source takes whatever has arrived as one batch, hands it to the handler, and
+acknowledges the batch's QoS 1 messages, in one write, only when the handler says they are
+durable (stored or spooled, cases committed). A crash before that leaves them with the broker,
+which redelivers them to our persistent session.
 """
 
 import asyncio
 import contextlib
 import logging
 import ssl
-import threading
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-
+from gridwatch.adapters.mqtt_wire import SubscriberConnection
 from gridwatch.domain.backoff import Backoff
 
 log = logging.getLogger("gridwatch.mqtt")
@@ -32,13 +25,13 @@ CHANNELS = ("telemetry", "event", "status")
 RECONNECT_BASE_S = 0.5
 RECONNECT_MAX_S = 30.0
 KEEPALIVE_S = 30
+CONNECT_TIMEOUT_S = 10.0
 # Messages taken per batch: small enough that an alarming reading in it becomes a case within
 # milliseconds, large enough to amortise the per-batch work.
 MAX_BATCH = 1_000
-# The inbox stops paho's thread (and so the socket) beyond this; at QoS 1 the broker's
-# in-flight window is the real bound, this one matters for QoS 0 floods.
+# Reading from the socket pauses beyond this; at QoS 1 the broker's in-flight window is the
+# real bound, this one matters for QoS 0 floods.
 MAX_INBOX = 50_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Batches handed on but not yet durable; beyond this the source waits (backpressure).
 MAX_UNACKED_BATCHES = 64
 
@@ -87,110 +80,6 @@ class MqttConnectionError(Exception):
     """The broker could not be reached, refused us, or the connection dropped."""
 
 
-class _Connection:
-    """One paho client, one network thread, one inbox; replaced whole on reconnect."""
-
-    def __init__(
-        self, endpoint: MqttEndpoint, client_id: str, topics: list[tuple[str, int]]
-    ) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.inbox: deque[tuple[str, bytes, int, int, int]] = deque()
-        self.arrived = asyncio.Event()
-        self.subscribed = asyncio.Event()
-        self.lost: asyncio.Future[object] = self.loop.create_future()
-        self._notified = False
-        self._last_arrival_us = 0
-        self._room = threading.Event()
-        self._room.set()
-        self.stopping = False
-        self._topics = topics
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            clean_session=False,
-            manual_ack=True,
-            reconnect_on_failure=False,
-        )
-        if endpoint.username is not None:
-            client.username_pw_set(endpoint.username, endpoint.password)
-        if endpoint.tls:
-            client.tls_set_context(ssl.create_default_context())
-        client.max_queued_messages_set(0)
-        client.on_connect = self._on_connect
-        client.on_subscribe = self._on_subscribe
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        self.client = client
-
-    # --- paho's network thread ------------------------------------------------------------
-
-    def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
-        inbox = self.inbox
-        # Strictly increasing arrival times: a reading without `ts` is stored at its arrival
-        # time, and two at the same microsecond would be one point in the store.
-        arrival_us = time.time_ns() // 1_000
-        if arrival_us <= self._last_arrival_us:
-            arrival_us = self._last_arrival_us + 1
-        self._last_arrival_us = arrival_us
-        inbox.append((message.topic, bytes(message.payload), message.mid, message.qos, arrival_us))
-        if not self._notified:
-            self._notified = True
-            self.loop.call_soon_threadsafe(self.arrived.set)
-        if len(inbox) >= MAX_INBOX:
-            # Hold paho's thread (and so the socket: TCP backpressure to the broker) until the
-            # asyncio side has taken half. If it is stuck for longer than the keepalive, the
-            # broker drops us and redelivers what was not acknowledged.
-            self._room.clear()
-            while not self._room.wait(timeout=1.0) and not self.stopping:
-                pass
-
-    def _on_connect(self, client: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        if reason.is_failure:
-            self._lose(f"broker refused the connection: {reason}")
-            return
-        client.subscribe(self._topics)
-
-    def _on_subscribe(self, _c: paho.Client, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
-        failed = [code for code in codes if code.is_failure]
-        if failed:
-            self._lose(f"subscription refused: {failed[0]}")
-            return
-        self.loop.call_soon_threadsafe(self.subscribed.set)
-
-    def _on_disconnect(self, _c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        self._lose(f"disconnected: {reason}")
-
-    def _lose(self, why: str) -> None:
-        def settle() -> None:
-            if not self.lost.done():
-                self.lost.set_result(why)
-
-        self.loop.call_soon_threadsafe(settle)
-
-    # --- the event loop ---------------------------------------------------------------------
-
-    def take(self) -> list[tuple[str, bytes, int, int, int]]:
-        """Up to MAX_BATCH messages that have arrived, oldest first."""
-        self._notified = False
-        inbox = self.inbox
-        count = min(len(inbox), MAX_BATCH)
-        batch = [inbox.popleft() for _ in range(count)]
-        if inbox:
-            self.arrived.set()
-        else:
-            self.arrived.clear()
-        if not self._room.is_set() and len(inbox) < MAX_INBOX // 2:
-            self._room.set()
-        return batch
-
-    def stop(self) -> None:
-        """Disconnect and end the network thread."""
-        self.stopping = True
-        self._room.set()
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 class MqttSource:
     """Consumes `{prefix}/+/{telemetry,event,status}` at QoS 1 with a persistent session."""
 
@@ -234,23 +123,48 @@ class MqttSource:
 
     async def _session(self, backoff: Backoff) -> None:
         endpoint = self._endpoint
-        connection = _Connection(endpoint, self._client_id, self._topics)
+        loop = asyncio.get_running_loop()
+        connection = SubscriberConnection(
+            client_id=self._client_id,
+            topics=self._topics,
+            keepalive_s=KEEPALIVE_S,
+            username=endpoint.username,
+            password=endpoint.password,
+            max_inbox=MAX_INBOX,
+        )
         try:
-            try:
-                await asyncio.to_thread(
-                    connection.client.connect, endpoint.host, endpoint.port, KEEPALIVE_S
-                )
-            except (OSError, ValueError) as err:
-                raise MqttConnectionError(str(err)) from err
-            if connection.client.loop_start() is not MQTTErrorCode.MQTT_ERR_SUCCESS:
-                raise MqttConnectionError("could not start the network thread")
-            # Consume at once: with a persistent session the broker sends what it kept for us
-            # right after CONNACK, before the SUBACK; waiting for that would fill the inbox.
+            await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: connection,
+                    endpoint.host,
+                    endpoint.port,
+                    ssl=ssl.create_default_context() if endpoint.tls else None,
+                ),
+                timeout=CONNECT_TIMEOUT_S,
+            )
+            await asyncio.wait_for(asyncio.shield(connection.connacked), CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError, ConnectionError) as err:
+            connection.close()
+            raise MqttConnectionError(str(err) or type(err).__name__) from err
+        connection.subscribe()
+        # Consume at once: with a persistent session the broker sends what it kept for us
+        # right after CONNACK, before the SUBACK.
+        pings = asyncio.create_task(self._ping(connection), name="mqtt-keepalive")
+        try:
             await self._consume(connection, backoff)
         finally:
-            await asyncio.to_thread(connection.stop)
+            pings.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pings
+            connection.close()
 
-    async def _consume(self, connection: _Connection, backoff: Backoff) -> None:
+    @staticmethod
+    async def _ping(connection: SubscriberConnection) -> None:
+        while True:
+            await asyncio.sleep(connection.keepalive_s / 2)
+            connection.ping()
+
+    async def _consume(self, connection: SubscriberConnection, backoff: Backoff) -> None:
         unacked: asyncio.Queue[tuple[Awaitable[object], list[int]]] = asyncio.Queue(
             MAX_UNACKED_BATCHES
         )
@@ -280,19 +194,19 @@ class MqttSource:
                     backoff.reset()
                     self._on_connection(True)
                     log.info("mqtt subscribed to %s/+/{%s}", self._topic_prefix, ",".join(CHANNELS))
-                taken = connection.take()
+                taken = connection.take(MAX_BATCH)
                 if not taken:
                     continue
                 messages = [
                     RawMessage(
                         topic=topic,
                         payload=payload,
-                        received_at=_EPOCH + timedelta(microseconds=arrival_us),
+                        received_at=datetime.fromtimestamp(arrival_us / 1e6, UTC),
                     )
-                    for topic, payload, _mid, _qos, arrival_us in taken
+                    for topic, payload, _pid, _qos, arrival_us in taken
                 ]
                 durable = await self._handler(messages)
-                await unacked.put((durable, [mid for _t, _p, mid, qos, _a in taken if qos > 0]))
+                await unacked.put((durable, [pid for _t, _p, pid, qos, _a in taken if qos > 0]))
                 if not connection.inbox:
                     self._on_idle()
         finally:
@@ -302,14 +216,12 @@ class MqttSource:
 
     async def _acknowledge(
         self,
-        connection: _Connection,
+        connection: SubscriberConnection,
         unacked: asyncio.Queue[tuple[Awaitable[object], list[int]]],
     ) -> object:
-        # In order, and only on the connection the messages came on: a message id from an
+        # In order, and only on the connection the messages came on: a packet id from an
         # earlier connection may name a different message now.
-        client = connection.client
         while True:
-            durable, mids = await unacked.get()
+            durable, packet_ids = await unacked.get()
             await durable
-            for mid in mids:
-                client.ack(mid, 1)
+            connection.ack(packet_ids)

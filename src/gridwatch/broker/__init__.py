@@ -16,6 +16,18 @@ Mosquitto with persistence.
 """
 
 from gridwatch.broker._broker import EmbeddedBroker
+from gridwatch.broker._codec import encode as encode_packet
+from gridwatch.broker._packets import Connect, Disconnect, PingReq, Subscribe
 from gridwatch.broker._router import BrokerStats
 
-__all__ = ["BrokerStats", "EmbeddedBroker"]
+# The packet codec is public too: the gateway's lean subscriber (adapters.mqtt_wire) encodes
+# its few client packets with it rather than with a second implementation.
+__all__ = [
+    "BrokerStats",
+    "Connect",
+    "Disconnect",
+    "EmbeddedBroker",
+    "PingReq",
+    "Subscribe",
+    "encode_packet",
+]

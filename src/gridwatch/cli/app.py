@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+import uvloop
 from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -64,7 +65,10 @@ def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
             loop.add_signal_handler(sig, stop.set)
         await main(stop)
 
-    run(runner())
+    with user_errors():
+        # uvloop (installed with uvicorn[standard]) runs the event loop's own work in C; the
+        # ingest path crosses it once per batch, the API once per request.
+        uvloop.run(runner())
 
 
 @contextmanager
