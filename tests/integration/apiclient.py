@@ -14,7 +14,7 @@ from gridwatch.api.roles import Role
 from gridwatch.gateway.metrics import Metrics
 from gridwatch.gateway.registry import SensorRegistry
 from gridwatch.gateway.rejects import RejectLog
-from gridwatch.gateway.telemetry import LatestReadings
+from gridwatch.gateway.telemetry import LatestReadings, TelemetryReader
 from gridwatch.rules import Rule
 from gridwatch.service.registry_sync import RegistrySync
 from tests.telemetry.support import NO_TELEMETRY
@@ -39,6 +39,7 @@ async def running_api(
     rules: tuple[Rule, ...] = (),
     profiles: Mapping[str, DeviceProfileView] | None = None,
     strict_location: bool = False,
+    telemetry: TelemetryReader = NO_TELEMETRY,
 ) -> AsyncIterator[Api]:
     """An app on `sessions` whose registry index follows every committed change."""
     registry = SensorRegistry()
@@ -51,7 +52,7 @@ async def running_api(
         sessions=sessions,
         registry=registry,
         latest=LatestReadings(),
-        telemetry=NO_TELEMETRY,
+        telemetry=telemetry,
         rejects=RejectLog(None),
         metrics=Metrics(),
         admin_key_digest=None,

@@ -547,3 +547,17 @@ async def test_readings_escape_names_and_literals(client: InfluxV1Client):
 async def test_bad_queries_are_value_errors(elevator, query: ReadingsQuery, message: str):
     with pytest.raises(ValueError, match=message):
         await elevator.readings(query)
+
+
+async def test_readings_of_a_database_not_created_yet_are_empty(influxdb: InfluxDBServer, http):
+    # The gateway creates the database at its first write; until then there is nothing to read.
+    client = InfluxV1Client(url=influxdb.url, database=unique_database_name(), http=http)
+    now = datetime.now(UTC)
+    query = ReadingsQuery(
+        sensor_id="RG-1",
+        measurement="rain_gauge",
+        start=now - timedelta(hours=1),
+        end=now,
+        limit=10,
+    )
+    assert await client.readings(query) == []

@@ -216,3 +216,27 @@ async def test_points_submitted_to_an_idle_writer_go_after_max_age():
         done = writer.submit(points(2))
         await asyncio.wait_for(done, timeout=5)
     assert sink.writes == [["0.0", "1.0"]]
+
+
+async def test_a_spool_that_cannot_write_keeps_the_batch_until_the_store_is_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr("gridwatch.gateway.telemetry.writer.RETRY_BASE_S", 0.01)
+    sink = ScriptedSink()
+    sink.down = True
+    spool = DiskSpool(tmp_path / "spool")
+
+    def disk_full(body: bytes, *, points: int) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(spool, "append", disk_full)
+    writer, _ = make_writer(sink, spool, batch_size=10)
+    async with running(writer):
+        done = writer.submit(points(3))
+        writer.flush_now()
+        await asyncio.sleep(0.1)
+        assert not done.done()  # neither stored nor spooled: not acknowledged
+        sink.down = False
+        await asyncio.wait_for(done, timeout=5)
+    assert sink.written() == ["0.0", "1.0", "2.0"]
+    spool.close()

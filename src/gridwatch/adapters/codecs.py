@@ -184,6 +184,11 @@ def parse_json_object(payload: bytes) -> dict[str, Any]:
 
 
 def _check_field(field: FieldSpec, raw: Any) -> Value:
+    # The common case first: a finite JSON float for a float field, inside its range.
+    if type(raw) is float and field.type is float and raw - raw == 0.0:
+        low, high = field.minimum, field.maximum
+        if (low is None or raw >= low) and (high is None or raw <= high):
+            return raw
     value: Value
     if field.type is bool:
         if not isinstance(raw, bool):

@@ -13,7 +13,7 @@ from gridwatch.api.deps import ContextDep, SessionDep, permitted
 from gridwatch.api.readings import ReadingsPage, ReadingsParams, page_of, readings_params
 from gridwatch.api.roles import Permission
 from gridwatch.domain import Sensor, SensorStatus
-from gridwatch.gateway.telemetry.errors import StoreUnavailable
+from gridwatch.gateway.telemetry.errors import PointsRejected, StoreUnavailable
 from gridwatch.registry import importer, service
 from gridwatch.registry.service import SensorFilter
 
@@ -192,6 +192,8 @@ async def readings(
         rows = await context.telemetry.readings(query)
     except StoreUnavailable as err:
         raise HTTPException(503, f"telemetry store unavailable: {err}") from err
+    except PointsRejected as err:
+        raise HTTPException(502, f"telemetry store refused the query: {err.reason}") from err
     return page_of(query, params.every, rows)
 
 

@@ -183,6 +183,10 @@ class InfluxV1Client:
         statement = f"SELECT {select} FROM {source} {where}{tail}"  # noqa: S608
         results = await self.query(f"{statement} ORDER BY time DESC LIMIT {query.limit}")
         rows = _rows(results, fields, converters)
+        # InfluxDB applies LIMIT to each aggregate on its own: a field absent from the newest
+        # windows brings older windows of its own, so more than `limit` rows come back. The
+        # newest `limit` windows are whole all the same (each field's own newest windows).
+        del rows[query.limit :]
         if query.agg is not None and query.every is None:
             # One window, the whole range: stamped with its start, as the semantics say. A
             # lone selector (max or min of one field) would carry its point's time instead.
@@ -192,7 +196,13 @@ class InfluxV1Client:
 
     async def _field_types(self, measurement: str) -> dict[str, set[str]]:
         """Field key -> its types in InfluxDB (more than one when shards disagree)."""
-        results = await self.query(f"SHOW FIELD KEYS FROM {quote_identifier(measurement)}")
+        try:
+            results = await self.query(f"SHOW FIELD KEYS FROM {quote_identifier(measurement)}")
+        except PointsRejected as err:
+            # Nothing written yet (the first write creates the database): nothing to read.
+            if "database not found" in err.reason:
+                return {}
+            raise
         types: dict[str, set[str]] = {}
         for series in results[0].get("series", ()) if results else ():
             for key, kind in series.get("values", ()):

@@ -226,7 +226,20 @@ class TelemetryWriter(Generic[Item]):
         backoff = Backoff(base_s=RETRY_BASE_S, max_s=RETRY_MAX_S)
         while True:
             if self._spool is not None and (not self.store_up or self._spool.batches):
-                await self._to_spool(items)
+                try:
+                    await self._to_spool(items)
+                except OSError as err:
+                    # A full or failing disk: the batch stays in memory, its messages stay
+                    # unacknowledged with the broker, and both the spool and the store are
+                    # tried again after a while.
+                    delay = backoff.next_delay()
+                    log.error(  # noqa: TRY400 - an expected condition, named; no traceback
+                        "telemetry spool cannot take a batch (%s); %d points wait, retry in %.1fs",
+                        err, len(items), delay,
+                    )  # fmt: skip
+                    await asyncio.sleep(delay)
+                    self.store_up = True  # let the next round try the store first
+                    continue
                 return
             started = time.perf_counter()
             try:
