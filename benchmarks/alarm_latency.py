@@ -13,10 +13,12 @@ when each delivery arrived; `--store influx` adds a private InfluxDB 1.x.
 
 1. gridwatch starts; the alarm elevators each report once, parked at a floor (door closed,
    normal mode: nothing to raise, and nothing that could clear the fault later);
-2. a background publisher (its own process, paho, QoS 1, one connection) publishes the feed at
-   --background-rate messages per second, paced against the clock, for --warmup seconds first;
+2. background publishers (processes of their own, one per 10,000 msgs/s unless --publishers
+   says, each a paho client on one connection with a share of the sensors) publish the feed
+   at QoS 1 at --background-rate messages per second in all, paced against the clock, for
+   --warmup seconds first;
 3. each alarm elevator then publishes `{"ts": <ms>, "fault": "entrapment"}` to
-   `gridwatch/{id}/event` (QoS 1), --spacing-ms apart, from a second paho client; the time
+   `gridwatch/{id}/event` (QoS 1), --spacing-ms apart, from another paho client; the time
    right before publish() and the time its PUBACK came are recorded. `elevator_fault` makes an
    entrapment red at once, and each alarm elevator is fresh (new database, no open case, never
    in inspection mode), so its first entrapment opens exactly one case;
@@ -24,26 +26,28 @@ when each delivery arrived; `--store influx` adds a private InfluxDB 1.x.
    more to catch duplicates, with the background still running.
 
 Latencies, from the time before publish():
-- case visible: GET /api/v1/cases (admin key) is polled every --poll-ms; a case counts from
-  the response that first lists it (an upper bound; the poll period is the resolution).
+- case listed by the API: GET /api/v1/cases (admin key, every queue) is polled every
+  --poll-ms; a case counts from the response that first lists it, so the figure is an upper
+  bound of the commit time, late by up to a poll period plus a round trip (both printed).
   The case's `opened_at` cannot be used: it is the alarm time, i.e. the reading's `ts`
   (cases/service.py opens the case with `opened_at=alarm.at`, and the engine raises at
   `reading.ts`), so opened_at - publish is ~0 whatever the delay; it is printed as a check.
-  gridwatch acknowledges the MQTT message only after that transaction commits, so a case
-  listed by the API is committed.
 - webhook received: the receiver's arrival time of the verified `gridwatch.case.opened`
   delivery for the alarm's sensor (data.sensor_id).
 
-Also printed: the background rate the publisher achieved (PUBACKs per second), gridwatch's
-gridwatch_readings_total rate from /metrics over the same window, its backlog (messages the
-broker acknowledged minus messages gridwatch counted), and the CPU each process used. Every
-alarm must produce exactly one case and one opened webhook (one event id, delivered once);
-the exit status is 1 when it does not.
+Also printed, over the window from the first entrapment to the last result: the background
+rate achieved (PUBACKs per second), gridwatch's gridwatch_readings_total rate from /metrics,
+its backlog (published minus counted by gridwatch, as a range: the publishers' PUBACK counts
+lag when they are short of CPU), and the CPU each process and the whole machine used (a
+saturated machine slows everything, the load generator included). Every alarm must produce
+exactly one case and one opened webhook (one event id, delivered once), and the background no
+case at all; the exit status is 1 when not.
 """
 
 import argparse
 import contextlib
 import json
+import math
 import multiprocessing as mp
 import os
 import secrets
@@ -88,9 +92,11 @@ READY_TIMEOUT_S = 120.0  # gridwatch start-up (migrations, sensors file) up to /
 PARKED_TIMEOUT_S = 30.0  # the alarm elevators' first reports counted by gridwatch
 STOP_TIMEOUT_S = 30.0
 HTTP_TIMEOUT_S = 10.0
-WINDOW = 10_000  # background messages handed to paho and not yet acknowledged (16-bit ids)
-MAX_INFLIGHT = 2_000  # paho sends at most this many unacknowledged QoS 1 messages
+# Background messages handed to paho and not yet acknowledged, per publisher. Equal to paho's
+# in-flight limit, so paho never queues a message it may not send yet.
+WINDOW = 2_000
 CATCH_UP_S = 0.1  # a publisher behind its schedule bursts at most this much to catch up
+PER_PUBLISHER = 10_000  # msgs/s per background publisher process (one paho manages ~17,000)
 PAGE = 20  # newest cases per poll; a full listing when the total says some were missed
 
 
@@ -147,70 +153,95 @@ def _wait(predicate: Any, timeout: float, what: str, *, alive: Any = None) -> No
 
 @dataclass
 class Background:
-    """The publisher process and the counters it shares with us."""
+    """The publisher processes and the counters they share with us."""
 
-    process: Any  # multiprocessing.context.SpawnProcess
-    sent: Any  # multiprocessing.Value("q"), written by the publisher only
-    acked: Any
-    ready: Any  # multiprocessing.Event
+    processes: list[Any]  # multiprocessing.context.SpawnProcess
+    sent: list[Any]  # multiprocessing.Value("q") per process, written by that process only
+    acked: list[Any]
+    ready: list[Any]  # multiprocessing.Event per process
     stop: Any
 
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the publishers."""
+        return [p.pid for p in self.processes if p.pid is not None]
+
     def counts(self) -> tuple[int, int]:
-        """(messages handed to paho, messages the broker acknowledged)."""
-        return self.sent.value, self.acked.value
+        """(messages handed to paho, messages the broker acknowledged), all publishers."""
+        return sum(v.value for v in self.sent), sum(v.value for v in self.acked)
+
+    def is_ready(self) -> bool:
+        """Every publisher is connected (and publishing)."""
+        return all(event.is_set() for event in self.ready)
 
     def check(self) -> None:
-        """Raise if the publisher died."""
-        if not self.process.is_alive() and not self.stop.is_set():
-            raise RuntimeError(f"background publisher exited with {self.process.exitcode}")
+        """Raise if a publisher died."""
+        for process in self.processes:
+            if not process.is_alive() and not self.stop.is_set():
+                raise RuntimeError(f"background publisher exited with {process.exitcode}")
 
     def close(self) -> None:
-        """Stop publishing (bounded), then terminate if it hangs."""
+        """Stop publishing (bounded), then terminate any that hangs."""
         self.stop.set()
-        self.process.join(STOP_TIMEOUT_S)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(5.0)
-            print("  background publisher did not stop in time; terminated")
+        for process in self.processes:
+            process.join(STOP_TIMEOUT_S)
+            if process.is_alive():
+                process.terminate()
+                process.join(5.0)
+                print(f"  background publisher {process.pid} did not stop in time; terminated")
 
 
-def start_background(host: str, port: int, sensors: int, rate: float, expected: int) -> Background:
-    """Start the background publisher process; it publishes once `ready` is set by it."""
+def start_background(
+    host: str, port: int, sensors: int, rate: float, expected: int, publishers: int
+) -> Background:
+    """Start `publishers` processes, each with a share of the sensors and of the rate."""
     ctx = mp.get_context("spawn")  # no fork of a process that runs threads
-    sent = ctx.Value("q", 0, lock=False)
-    acked = ctx.Value("q", 0, lock=False)
-    ready, stop = ctx.Event(), ctx.Event()
-    process = ctx.Process(
-        target=_publish_background,
-        args=(host, port, sensors, rate, expected, sent, acked, ready, stop),
-        name="bench-background",
-        daemon=True,
-    )
-    process.start()
-    return Background(process, sent, acked, ready, stop)
+    stop = ctx.Event()
+    background = Background([], [], [], [], stop)
+    for part in range(publishers):
+        sent, acked = ctx.Value("q", 0, lock=False), ctx.Value("q", 0, lock=False)
+        ready = ctx.Event()
+        process = ctx.Process(
+            target=_publish_background,
+            args=(host, port, sensors, part, publishers, rate, expected, sent, acked, ready),
+            kwargs={"stop": stop},
+            name=f"bench-background-{part}",
+            daemon=True,
+        )
+        process.start()
+        background.processes.append(process)
+        background.sent.append(sent)
+        background.acked.append(acked)
+        background.ready.append(ready)
+    return background
 
 
 def _publish_background(
     host: str,
     port: int,
     sensors: int,
+    part: int,
+    parts: int,
     rate: float,
     expected: int,
     sent_out: Any,
     acked_out: Any,
     ready: Any,
+    *,
     stop: Any,
 ) -> None:
-    """Publish the feed at `rate` msgs/s, QoS 1, until `stop`; one thread drives paho.
+    """Publish sensors part, part + parts, ... at rate / parts msgs/s, QoS 1, until `stop`.
 
-    No paho network thread: publish() writes at once and loop(0) reads the PUBACKs, so the
-    publisher does not hand every message to another thread under the GIL.
+    One thread drives paho, with no network thread: publish() writes at once and loop(0)
+    reads the PUBACKs, so no message is handed to another thread under the GIL.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us with `stop`
-    feed = Feed(sensors, expected)
+    feed = Feed(sensors, expected)  # the whole feed's size: the same rain per sensor
+    feed.devices = feed.devices[part::parts]
+    rate /= parts
     messages = feed.messages(10**12)
     client = _client(f"bench-bg-{uuid.uuid4().hex[:8]}")
-    client.max_inflight_messages_set(MAX_INFLIGHT)
+    client.max_inflight_messages_set(WINDOW)
     connected = threading.Event()
     acked = 0
 
@@ -246,10 +277,12 @@ def _publish_background(
         sent += batch
         sent_out.value = sent
         if batch:
-            client.loop(timeout=0.0)
-        else:
+            client.loop(timeout=0.0)  # read the PUBACKs that came, without waiting
+        elif sent - acked >= WINDOW:
+            client.loop(timeout=0.005)  # the window is full: wait for PUBACKs, do not spin
+        else:  # ahead of the schedule: publish in ticks of 1 ms or more, not message by message
             next_due = start + (sent + 1) / rate - time.monotonic()
-            client.loop(timeout=min(max(next_due, 0.0), 0.005))
+            client.loop(timeout=min(max(next_due, 0.001), 0.005))
         acked_out.value = acked
     deadline = time.monotonic() + 10.0  # collect the last acknowledgements
     while acked < sent and time.monotonic() < deadline:
@@ -282,6 +315,7 @@ class AlarmPublisher:
         self._lock = threading.Lock()
         self._by_mid: dict[int, Alarm] = {}
         self._connected = threading.Event()
+        self.published = 0
         self.client = _client(f"bench-alarm-{uuid.uuid4().hex[:8]}")
         self.client.on_connect = self._on_connect
         self.client.on_publish = self._on_publish
@@ -305,6 +339,7 @@ class AlarmPublisher:
     def publish(self, topic: str, body: dict[str, object]) -> None:
         """Publish without tracking (the parked reports)."""
         self.client.publish(topic, json.dumps(body), qos=1)
+        self.published += 1
 
     def entrapment(self, alarm: Alarm) -> None:
         """Publish the alarm's entrapment; `ts` is the publish time."""
@@ -315,6 +350,7 @@ class AlarmPublisher:
             info = self.client.publish(f"{PREFIX}/{alarm.sensor_id}/event", payload, qos=1)
             alarm.mid = info.mid
             self._by_mid[info.mid] = alarm
+            self.published += 1
 
     def close(self) -> None:
         """Disconnect and stop the network thread."""
@@ -477,22 +513,39 @@ class Snapshot:
     sent: int
     acked: int
     metrics: dict[str, float]
+    others: int  # messages the alarm publisher published
     cpu: dict[str, float] = field(default_factory=dict)
 
     @property
-    def backlog(self) -> int:
-        """Messages the broker acknowledged that gridwatch has not counted yet."""
-        return self.acked - int(self.metrics["readings"] + self.metrics["rejected"])
+    def backlog(self) -> str:
+        """Messages published that gridwatch has not counted yet, as a range.
+
+        Low: counting what the publishers saw acknowledged (a publisher short of CPU reads its
+        PUBACKs late, so this can be negative); high: counting what they handed to paho.
+        """
+        counted = int(self.metrics["readings"] + self.metrics["rejected"])
+        low, high = self.acked + self.others - counted, self.sent + self.others - counted
+        return f"{low:,}..{high:,}"
 
 
-def _snapshot(bg: Background, gw: Gridwatch, pids: dict[str, int | None]) -> Snapshot:
+def _snapshot(
+    bg: Background, gw: Gridwatch, publisher: "AlarmPublisher", pids: dict[str, list[int]]
+) -> Snapshot:
+    # gridwatch first: what it counted was acknowledged to the publishers before.
+    metrics = gw.metrics()
     sent, acked = bg.counts()
-    cpu = {}
-    for role, pid in pids.items():
-        if pid is not None:
-            with contextlib.suppress(OSError):
-                cpu[role] = cpu_seconds(pid)
-    return Snapshot(time.time(), sent, acked, gw.metrics(), cpu)
+    cpu = {"machine (all processes)": _machine_busy_seconds()}
+    for role, role_pids in pids.items():
+        with contextlib.suppress(OSError):
+            if role_pids:
+                cpu[role] = sum(cpu_seconds(pid) for pid in role_pids)
+    return Snapshot(time.time(), sent, acked, metrics, publisher.published, cpu)
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds all CPUs spent busy since boot (/proc/stat: all but idle and iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def _sensors_yaml(feed: Feed, alarms: list[Alarm]) -> str:
@@ -531,6 +584,7 @@ def run(args: argparse.Namespace) -> bool:
     alarms = [Alarm(ALARM_ID.format(n)) for n in range(1, args.alarms + 1)]
     duration = args.warmup + args.alarms * args.spacing_ms / 1000 + 30.0
     expected = int(args.background_rate * duration)  # sizes the rain so none alarms
+    publishers = args.publishers or max(1, math.ceil(args.background_rate / PER_PUBLISHER))
     feed = Feed(args.sensors, expected)
     with contextlib.ExitStack() as stack:
         if args.workdir is None:
@@ -568,7 +622,8 @@ def run(args: argparse.Namespace) -> bool:
             env |= {"GRIDWATCH_INFLUX_URL": influx.url, "GRIDWATCH_INFLUX_DATABASE": INFLUX_DB}
         print(
             f"broker {broker.url}; store {args.store}; {len(feed.devices):,} background sensors "
-            f"at {args.background_rate:,.0f} msgs/s target; {args.alarms} alarm elevators, "
+            f"at {args.background_rate:,.0f} msgs/s target (publisher processes: {publishers}); "
+            f"{args.alarms} alarm elevators, "
             f"{args.spacing_ms:.0f} ms apart; {os.cpu_count()} CPUs, "
             f"load average {os.getloadavg()[0]:.2f}",
             flush=True,
@@ -602,17 +657,18 @@ def run(args: argparse.Namespace) -> bool:
         )
 
         bg = start_background(
-            broker.host, broker.port, args.sensors, args.background_rate, expected
+            broker.host, broker.port, args.sensors, args.background_rate, expected, publishers
         )
         stack.callback(bg.close)
-        _wait(bg.ready.is_set, CONNECT_TIMEOUT_S + 20.0, "background publisher", alive=bg.check)
+        _wait(bg.is_ready, CONNECT_TIMEOUT_S + 20.0, "background publishers", alive=bg.check)
         pids = {
-            "gridwatch": gw.process.pid,
-            "broker": broker.pid,
-            "publisher": bg.process.pid,
-            "influxd": influx.pid if influx is not None else None,
+            "gridwatch": [gw.process.pid],
+            "broker": [broker.pid] if broker.pid is not None else [],
+            "publishers": bg.pids,
+            "influxd": [influx.pid] if influx is not None and influx.pid is not None else [],
+            "this process": [os.getpid()],
         }
-        warm = _snapshot(bg, gw, pids)
+        warm = _snapshot(bg, gw, publisher, pids)
         deadline = time.monotonic() + args.warmup
         while time.monotonic() < deadline:
             gw.check()
@@ -620,13 +676,13 @@ def run(args: argparse.Namespace) -> bool:
             time.sleep(0.1)
 
         poller = CasePoller(gw.base_url, key, args.poll_ms / 1000)
-        start = _snapshot(bg, gw, pids)
+        start = _snapshot(bg, gw, publisher, pids)
         poller.start()
         stack.callback(poller.stop)
         print(
             f"warm-up {start.at - warm.at:.1f} s: background {_rate(warm, start):,.0f} msgs/s "
             f"acknowledged, gridwatch {_readings_rate(warm, start):,.0f} readings/s, "
-            f"backlog {start.backlog:,}; publishing {len(alarms)} entrapments ...",
+            f"backlog {start.backlog}; publishing {len(alarms)} entrapments ...",
             flush=True,
         )
         first = time.monotonic()
@@ -635,7 +691,7 @@ def run(args: argparse.Namespace) -> bool:
             if pause > 0:
                 time.sleep(pause)
             publisher.entrapment(alarm)
-        published = _snapshot(bg, gw, pids)
+        published = _snapshot(bg, gw, publisher, pids)
 
         by_sensor = {alarm.sensor_id: alarm for alarm in alarms}
 
@@ -659,11 +715,11 @@ def run(args: argparse.Namespace) -> bool:
             _wait(collect, args.timeout, "every alarm's case and webhook", alive=alive)
         except TimeoutError as err:
             print(f"  {err}")
-        done = _snapshot(bg, gw, pids)
+        done = _snapshot(bg, gw, publisher, pids)
         time.sleep(args.settle)  # a duplicate case or webhook would show up now
         collect()
         poller.stop()
-        settled = _snapshot(bg, gw, pids)
+        settled = _snapshot(bg, gw, publisher, pids)
         bg.close()
 
         cases = gw.all_cases()
@@ -719,15 +775,15 @@ def _report(
     )
     print(
         f"  gridwatch_readings_total {_readings_rate(start, done):,.0f} readings/s; "
-        f"backlog (broker-acknowledged, not yet counted) {start.backlog:,} at the first "
-        f"entrapment, {published.backlog:,} at the last, {done.backlog:,} at the end"
+        f"backlog (published, not yet counted) {start.backlog} at the first "
+        f"entrapment, {published.backlog} at the last, {done.backlog} at the end"
     )
     cores = "  ".join(
         f"{role} {(done.cpu[role] - start.cpu[role]) / window:.2f}"
         for role in done.cpu
         if role in start.cpu
     )
-    print(f"  CPU (cores busy): {cores}")
+    print(f"  CPU, cores busy: {cores}")
     print(
         f"  rejected messages {done.metrics['rejected'] - start.metrics['rejected']:,.0f}, "
         f"alarm events {settled.metrics['alarms']:,.0f}, "
@@ -772,10 +828,10 @@ def _report(
     deliveries: dict[str, int] = {}
     by_sensor = {a.sensor_id: a for a in alarms}
     for delivery in receiver.received:
-        alarm = _opened_for(delivery, by_sensor)
-        if alarm is not None:
-            opened.setdefault(alarm.sensor_id, set()).add(delivery.event_id or "")
-            deliveries[alarm.sensor_id] = deliveries.get(alarm.sensor_id, 0) + 1
+        target = _opened_for(delivery, by_sensor)
+        if target is not None:
+            opened.setdefault(target.sensor_id, set()).add(delivery.event_id or "")
+            deliveries[target.sensor_id] = deliveries.get(target.sensor_id, 0) + 1
     for alarm in alarms:
         events, count = opened.get(alarm.sensor_id, set()), deliveries.get(alarm.sensor_id, 0)
         if len(events) != 1 or count != 1:
@@ -808,6 +864,12 @@ def main() -> None:
     parser.add_argument("--background-rate", type=float, default=20_000.0, help="msgs/s")
     parser.add_argument("--sensors", type=int, default=1_000, help="background sensors")
     parser.add_argument("--alarms", type=int, default=50)
+    parser.add_argument(
+        "--publishers",
+        type=int,
+        default=0,
+        help=f"background publisher processes (default: one per {PER_PUBLISHER:,} msgs/s)",
+    )
     parser.add_argument("--spacing-ms", type=float, default=200.0, help="between entrapments")
     parser.add_argument("--store", choices=("embedded", "influx"), default="embedded")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of background first")
@@ -818,6 +880,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.background_rate <= 0 or args.sensors < 1 or not 1 <= args.alarms <= 9999:
         parser.error("--background-rate must be > 0, --sensors >= 1, --alarms 1..9999")
+    if not 0 <= args.publishers <= args.sensors:
+        parser.error("--publishers must be 0 (automatic) .. --sensors")
     sys.exit(0 if run(args) else 1)
 
 
