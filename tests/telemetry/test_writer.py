@@ -91,29 +91,60 @@ def make_writer(sink: ScriptedSink, spool: DiskSpool | None = None, **kwargs: ob
     return writer, rejected
 
 
-async def test_full_batches_go_at_once_and_the_rest_on_flush():
+async def test_full_batches_go_at_once_and_the_rest_when_the_writes_finish():
     sink = ScriptedSink()
     writer, _ = make_writer(sink, batch_size=5_000, max_age_s=60)
     async with running(writer):
         done = writer.submit(points(12_000))
-        await asyncio.sleep(0.05)
-        assert [len(w) for w in sink.writes] == [5_000, 5_000]
-        assert not done.done()
-        writer.flush_now()
         await asyncio.wait_for(done, timeout=5)
     assert [len(w) for w in sink.writes] == [5_000, 5_000, 2_000]
     assert sink.written() == [str(float(i)) for i in range(12_000)]
 
 
-async def test_a_lone_point_goes_after_max_age():
+async def test_while_a_write_is_in_flight_points_wait_for_it_or_for_max_age():
     sink = ScriptedSink()
-    writer, _ = make_writer(sink, batch_size=5_000, max_age_s=0.1)
+    sink.gate = asyncio.Event()
+    writer, _ = make_writer(sink, batch_size=5_000, max_age_s=0.2)
     async with running(writer):
-        done = writer.submit(points(1))
+        first = writer.submit(points(1))
         await asyncio.sleep(0.02)
-        assert sink.writes == []
-        await asyncio.wait_for(done, timeout=5)
-    assert sink.writes == [["0.0"]]
+        assert sink.concurrent == 1  # nothing was being written: it went at once
+        second = writer.submit(points(2, start=1))
+        await asyncio.sleep(0.05)
+        assert sink.concurrent == 1  # it waits, filling the next batch
+        await asyncio.sleep(0.25)
+        assert sink.concurrent == 2  # until max age, with the first write still going
+        sink.gate.set()
+        await asyncio.wait_for(asyncio.gather(first, second), timeout=5)
+    assert sink.writes == [["0.0"], ["1.0", "2.0"]]
+
+
+async def test_a_batch_waiting_behind_a_write_goes_when_it_finishes():
+    sink = ScriptedSink()
+    sink.gate = asyncio.Event()
+    writer, _ = make_writer(sink, batch_size=5_000, max_age_s=60)
+    async with running(writer):
+        first = writer.submit(points(1))
+        await asyncio.sleep(0.02)
+        second = writer.submit(points(3, start=1))
+        await asyncio.sleep(0.02)
+        sink.gate.set()
+        await asyncio.wait_for(asyncio.gather(first, second), timeout=5)
+    assert sink.writes == [["0.0"], ["1.0", "2.0", "3.0"]]
+
+
+async def test_a_submit_is_durable_with_the_batches_holding_its_points_only():
+    sink = ScriptedSink()
+    sink.gate = asyncio.Event()
+    writer, _ = make_writer(sink, batch_size=10, max_age_s=60, max_in_flight=1)
+    async with running(writer):
+        small = writer.submit(points(4))  # all in the first batch
+        straddling = writer.submit(points(10, start=4))  # 6 in the first, 4 in the second
+        await asyncio.sleep(0.02)
+        sink.gate.set()
+        await asyncio.wait_for(small, timeout=5)
+        await asyncio.wait_for(straddling, timeout=5)
+    assert [len(w) for w in sink.writes] == [10, 4]
 
 
 async def test_no_more_than_max_in_flight_writes_at_once():

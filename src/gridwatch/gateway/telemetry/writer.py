@@ -85,7 +85,8 @@ class _Ticket:
 @dataclass(slots=True)
 class _Pending(Generic[Item]):
     items: list[Item] = field(default_factory=list)
-    tickets: list[_Ticket] = field(default_factory=list)
+    # Each ticket with the index in `items` just past its last point.
+    tickets: list[tuple[_Ticket, int]] = field(default_factory=list)
     since: float = 0.0
 
 
@@ -117,6 +118,7 @@ class TelemetryWriter(Generic[Item]):
         self._spool_wake = asyncio.Event()
         self._flush_requested = False
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._writing = 0  # batches being written (their tasks may not have finished yet)
         self.store_up = True
         self._update_spool_metrics()
 
@@ -136,8 +138,9 @@ class TelemetryWriter(Generic[Item]):
         if first:
             pending.since = time.monotonic()
         pending.items.extend(self._sink.encode(points))
-        pending.tickets.append(_Ticket(future))
-        # The first points start the age clock; a full batch goes at once.
+        pending.tickets.append((_Ticket(future), len(pending.items)))
+        # The first points start the age clock (or go at once if nothing is being written);
+        # a full batch goes at once.
         if first or len(pending.items) >= self._batch_size:
             self._wake.set()
         return future
@@ -160,6 +163,7 @@ class TelemetryWriter(Generic[Item]):
                 if batch is None:
                     self._slots.release()
                     continue
+                self._writing += 1
                 task = group.create_task(self._send(batch), name="telemetry-write")
                 self._in_flight.add(task)
                 task.add_done_callback(self._in_flight.discard)
@@ -175,7 +179,13 @@ class TelemetryWriter(Generic[Item]):
         while True:
             pending = self._pending
             if pending.items:
-                if self._flush_requested or len(pending.items) >= self._batch_size:
+                # Group commit: with nothing being written, waiting only delays the
+                # acknowledgements; while a write is in flight, the next batch fills up.
+                if (
+                    self._flush_requested
+                    or not self._writing
+                    or len(pending.items) >= self._batch_size
+                ):
                     return
                 wait = pending.since + self._max_age_s - time.monotonic()
                 if wait <= 0:
@@ -193,33 +203,38 @@ class TelemetryWriter(Generic[Item]):
         if not pending.items:
             self._flush_requested = False
             return None
-        for ticket in pending.tickets:
-            ticket.batches += 1
-        if len(pending.items) <= self._batch_size:
-            for ticket in pending.tickets:
-                ticket.sealed = True
-            self._pending = _Pending()
+        size = min(len(pending.items), self._batch_size)
+        batch: _Pending[Item] = _Pending(items=pending.items[:size], since=pending.since)
+        kept: list[tuple[_Ticket, int]] = []
+        start = 0
+        for ticket, end in pending.tickets:
+            if start < size:
+                ticket.batches += 1
+                batch.tickets.append((ticket, end))
+            if end <= size:
+                ticket.sealed = True  # every point of it is in this batch or an earlier one
+            else:
+                kept.append((ticket, end - size))
+            start = end
+        pending.items = pending.items[size:]
+        pending.tickets = kept
+        if not pending.items:
             self._flush_requested = False
-            return pending
-        # More than a batch is waiting: send a full one now and keep the rest. Every ticket
-        # waits for this batch too; a ticket whose points all fit in it waits a little longer
-        # than it must, which is cheaper than tracking point ranges.
-        batch = _Pending(
-            items=pending.items[: self._batch_size],
-            tickets=list(pending.tickets),
-            since=pending.since,
-        )
-        pending.items = pending.items[self._batch_size :]
+        else:
+            pending.since = time.monotonic()
         return batch
 
     async def _send(self, batch: _Pending[Item], *, hold_slot: bool = True) -> None:
         try:
             await self._deliver(batch.items)
-            for ticket in batch.tickets:
+            for ticket, _end in batch.tickets:
                 ticket.batch_done()
         finally:
             if hold_slot:
+                self._writing -= 1
                 self._slots.release()
+            # A write finished: what waited behind it may go now.
+            self._wake.set()
 
     async def _deliver(self, items: list[Item]) -> None:
         """Store or spool the items; returns only when they are durable."""
