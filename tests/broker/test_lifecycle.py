@@ -16,7 +16,11 @@ from tests.broker.clients import TIMEOUT, RawClient, aiomqtt_client, collect
 
 
 def test_public_api_is_explicit():
-    assert sorted(gridwatch.broker.__all__) == ["BrokerStats", "EmbeddedBroker"]
+    # The broker, and the packet codec the gateway's subscriber encodes its packets with.
+    assert sorted(gridwatch.broker.__all__) == [
+        "BrokerStats", "Connect", "Disconnect", "EmbeddedBroker", "PingReq", "Subscribe",
+        "encode_packet",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
