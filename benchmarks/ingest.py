@@ -530,6 +530,10 @@ def _poll(
                 alarms = int(metric_sum(response.text, "gridwatch_alarm_events_total"))
                 progress.sample(readings)
                 if readings + rejected >= expected:
+                    batches = metric_sum(response.text, "gridwatch_ingest_batch_messages_count")
+                    if batches:
+                        taken = metric_sum(response.text, "gridwatch_ingest_batch_messages_sum")
+                        print(f"  {batches:,.0f} batches, {taken / batches:,.0f} messages each")
                     break
                 if readings + rejected != last_count:
                     last_count, last_change = readings + rejected, now

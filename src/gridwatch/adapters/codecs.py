@@ -184,11 +184,17 @@ def parse_json_object(payload: bytes) -> dict[str, Any]:
 
 
 def _check_field(field: FieldSpec, raw: Any) -> Value:
-    # The common case first: a finite JSON float for a float field, inside its range.
-    if type(raw) is float and field.type is float and raw - raw == 0.0:
-        low, high = field.minimum, field.maximum
-        if (low is None or raw >= low) and (high is None or raw <= high):
-            return raw
+    # The common cases first, exact types only (bool is not int here): a finite float or an
+    # int inside the field's range, a known choice, a flag. Anything else takes the full path,
+    # which also names what is wrong.
+    kind = type(raw)
+    if kind is field.type:
+        if kind is float or kind is int:
+            low, high = field.minimum, field.maximum
+            if raw - raw == 0 and (low is None or raw >= low) and (high is None or raw <= high):
+                return raw  # type: ignore[no-any-return]
+        elif kind is bool or (kind is str and field.choices is not None and raw in field.choices):
+            return raw  # type: ignore[no-any-return]
     value: Value
     if field.type is bool:
         if not isinstance(raw, bool):

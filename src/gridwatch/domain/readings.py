@@ -1,9 +1,8 @@
 """A decoded, validated reading from one sensor."""
 
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import TypeAlias
+from typing import NamedTuple, TypeAlias
 
 Value: TypeAlias = float | int | str | bool
 
@@ -16,9 +15,12 @@ class Channel(StrEnum):
     STATUS = "status"
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """One message's canonical fields, stamped with device time and arrival time."""
+class Reading(NamedTuple):
+    """One message's canonical fields, stamped with device time and arrival time.
+
+    A named tuple rather than a frozen dataclass: just as immutable, and built in less than half
+    the time, which counts at tens of thousands of readings a second.
+    """
 
     sensor_id: str
     kind: str
