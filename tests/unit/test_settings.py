@@ -63,3 +63,16 @@ def test_invalid_settings_name_the_setting(tmp_path, yaml_text, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(SettingsError, match="does not exist"):
         load_settings(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        ({"influx_url": "http://127.0.0.1:8086", "influx_api": "v2"}, "influx_api v2 needs"),
+        ({"influx_token": "t", "influx_username": "u", "influx_password": "p"}, "exclude"),
+        ({"influx_username": "u"}, "go together"),
+    ],
+)
+def test_influx_settings_that_cannot_work_are_refused_naming_them(overrides, problem):
+    with pytest.raises(SettingsError, match=problem):
+        load_settings(**overrides)

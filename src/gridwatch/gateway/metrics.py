@@ -31,7 +31,8 @@ class Metrics:
             registry=r,
         )  # fmt: skip
         self.ingest_seconds = Histogram(
-            "gridwatch_ingest_seconds", "From MQTT message to stored reading and updated cases",
+            "gridwatch_ingest_seconds",
+            "Handling one batch of messages: decode, evaluate, commit its cases",
             registry=r, buckets=_INGEST_BUCKETS,
         )  # fmt: skip
         self.mqtt_connected = Gauge(

@@ -94,6 +94,10 @@ class Settings(BaseSettings):
             ]
             if missing:
                 raise ValueError(f"influx_api v2 needs {', '.join(missing)}")
+        if self.influx_token and (self.influx_username or self.influx_password):
+            raise ValueError("influx_token and influx_username/_password exclude each other")
+        if bool(self.influx_username) != bool(self.influx_password):
+            raise ValueError("influx_username and influx_password go together")
         return self
 
     @model_validator(mode="after")
