@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gridwatch.gateway.telemetry.embedded import EmbeddedStore
-
 from gridwatch.gateway.metrics import Metrics
 from gridwatch.gateway.telemetry import ReadingsQuery, Row
+from gridwatch.gateway.telemetry.embedded import EmbeddedStore
 from gridwatch.gateway.telemetry.sinks import EmbeddedSink
 from gridwatch.gateway.telemetry.writer import TelemetryWriter
 
