@@ -58,7 +58,6 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -81,6 +80,7 @@ from benchmarks.ingest import (
     Feed,
     cpu_seconds,
     metric_sum,
+    private_influx,
 )
 
 ALARM_ID = "ELA-{:04d}"  # the alarm elevators; the background ones are EL-000002 ...
@@ -563,22 +563,6 @@ def _sensors_yaml(feed: Feed, alarms: list[Alarm]) -> str:
     return yaml.safe_dump(document, sort_keys=False)
 
 
-@contextlib.contextmanager
-def _influx(workdir: Path, wanted: bool) -> Iterator[Any]:
-    if not wanted:
-        yield None
-        return
-    from tests.servers.influxdb import InfluxDBServer  # only needed for this store
-
-    server = InfluxDBServer(workdir=workdir / "influxdb")
-    server.start()
-    try:
-        server.create_database(INFLUX_DB)
-        yield server
-    finally:
-        server.stop()
-
-
 def run(args: argparse.Namespace) -> bool:
     """Set up, measure, report; True when every alarm made exactly one case and webhook."""
     alarms = [Alarm(ALARM_ID.format(n)) for n in range(1, args.alarms + 1)]
@@ -603,7 +587,9 @@ def run(args: argparse.Namespace) -> bool:
         receiver = WebhookReceiver(secret=new_secret())
         receiver.start()
         stack.callback(receiver.close)
-        influx = stack.enter_context(_influx(workdir, args.store == "influx"))
+        influx = stack.enter_context(private_influx(workdir, args.store == "influx"))
+        if influx is not None:
+            influx.create_database(INFLUX_DB)
 
         run_dir = workdir / "gridwatch"
         run_dir.mkdir()

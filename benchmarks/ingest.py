@@ -598,7 +598,7 @@ def influx_points(influx: Any) -> int:
 
 
 @contextlib.contextmanager
-def _influx(workdir: Path, wanted: bool) -> Iterator[Any]:
+def private_influx(workdir: Path, wanted: bool) -> Iterator[Any]:
     """A private InfluxDB 1.x for --store influx, else nothing."""
     if not wanted:
         yield None
@@ -709,7 +709,7 @@ def _run(
         )
         broker.start()
         try:
-            with _influx(workdir, store == "influx") as influx:
+            with private_influx(workdir, store == "influx") as influx:
                 config = ServiceConfig(workdir, sensors_file, influx, profile)
                 print(
                     f"broker {broker.url} (pid {broker.pid}); store {store}; "

@@ -78,3 +78,16 @@ class GridwatchProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+def wait_until(predicate, *, what: str, timeout: float = 20.0, interval: float = 0.2):
+    """Poll `predicate` until it returns something truthy, and return that; bounded by time."""
+    deadline = time.monotonic() + timeout
+    for _ in range(int(timeout / interval) + 1):
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(interval)
+    raise TimeoutError(f"timed out waiting for {what}")

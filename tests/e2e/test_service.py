@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from gridwatch.simulators import parse_scenario, run_scenario
-from tests.e2e.process import GRIDWATCH, GridwatchProcess
+from tests.e2e.process import GRIDWATCH, GridwatchProcess, wait_until
 from tests.e2e.publish import publish_all
 from tests.servers.ports import free_port
 
@@ -95,16 +95,6 @@ def _rows(process, sensor_id, **params):
     return page["rows"]
 
 
-def _wait_until(predicate, *, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise TimeoutError(f"timed out waiting for {what}")
-
-
 def test_simulated_rain_opens_exactly_one_case_and_one_webhook_per_event(
     gridwatch, mosquitto, webhook_receiver
 ):
@@ -122,7 +112,7 @@ def test_simulated_rain_opens_exactly_one_case_and_one_webhook_per_event(
     def telemetry():
         return _rows(gridwatch, "RG-1", limit=1000)
 
-    _wait_until(lambda: len(telemetry()) >= published, what="all simulated readings stored")
+    wait_until(lambda: len(telemetry()) >= published, what="all simulated readings stored")
     assert len(telemetry()) == published
     cases = _get(gridwatch, "/api/v1/cases")
     assert cases["total"] == 1, cases
@@ -155,7 +145,7 @@ def test_malformed_messages_are_counted_and_the_stream_goes_on(gridwatch, mosqui
             (topic, {"rain_mm": 0.3, "ts": "2026-11-21T10:00:00Z"}),
         ],
     )
-    readings = _wait_until(lambda: _rows(gridwatch, "RG-1"), what="the good reading")
+    readings = wait_until(lambda: _rows(gridwatch, "RG-1"), what="the good reading")
     assert [r["values"] for r in readings] == [{"rain_mm": 0.3}]
     metrics = httpx.get(gridwatch.api + "/metrics", headers=AUTH, timeout=5.0).text
     rejected = dict(
@@ -170,7 +160,7 @@ def test_malformed_messages_are_counted_and_the_stream_goes_on(gridwatch, mosqui
 def test_readings_published_while_the_gateway_is_down_are_not_lost(gridwatch, mosquitto):
     topic = f"{_prefix(gridwatch)}/RG-1/telemetry"
     publish_all(mosquitto.host, mosquitto.port, [(topic, {"rain_mm": 0.1})])
-    _wait_until(lambda: _rows(gridwatch, "RG-1"), what="first reading")
+    wait_until(lambda: _rows(gridwatch, "RG-1"), what="first reading")
     assert gridwatch.stop(signal.SIGTERM) == 0
     # The broker keeps QoS 1 messages for the gateway's persistent session while it is down.
     publish_all(mosquitto.host, mosquitto.port, [(topic, {"rain_mm": 0.2})] * 50)
@@ -180,7 +170,7 @@ def test_readings_published_while_the_gateway_is_down_are_not_lost(gridwatch, mo
     def readings():
         return _rows(gridwatch, "RG-1", limit=500)
 
-    _wait_until(lambda: len(readings()) >= 51, what="50 queued readings")
+    wait_until(lambda: len(readings()) >= 51, what="50 queued readings")
     time.sleep(1.0)
     assert [r["values"] for r in readings()] == [{"rain_mm": 0.1}] + [{"rain_mm": 0.2}] * 50
 
@@ -191,7 +181,7 @@ def test_registry_changes_reach_the_running_gateway(gridwatch, mosquitto):
     created = httpx.post(gridwatch.api + "/api/v1/sensors", json=new, headers=AUTH, timeout=5.0)
     assert created.status_code == 201, created.text
     publish_all(mosquitto.host, mosquitto.port, [(f"{prefix}/RG-NEW/telemetry", {"rain_mm": 0.4})])
-    readings = _wait_until(lambda: _rows(gridwatch, "RG-NEW"), what="the new sensor's reading")
+    readings = wait_until(lambda: _rows(gridwatch, "RG-NEW"), what="the new sensor's reading")
     assert readings[0]["values"] == {"rain_mm": 0.4}
     # Retired from another process (the CLI), picked up by the gateway's registry sync.
     retire = subprocess.run(
@@ -199,7 +189,7 @@ def test_registry_changes_reach_the_running_gateway(gridwatch, mosquitto):
         text=True, timeout=60, check=False,
     )  # fmt: skip
     assert retire.returncode == 0, retire.stderr
-    _wait_until(
+    wait_until(
         lambda: _get(gridwatch, "/api/v1/sensors/RG-1")["status"] == "retired", what="retired"
     )
 
@@ -211,7 +201,7 @@ def test_registry_changes_reach_the_running_gateway(gridwatch, mosquitto):
             in httpx.get(gridwatch.api + "/metrics", headers=AUTH, timeout=5.0).text
         )
 
-    _wait_until(refused, timeout=10.0, what="readings of the retired sensor refused")
+    wait_until(refused, timeout=10.0, what="readings of the retired sensor refused")
 
 
 def test_commissioning_proves_a_new_device_end_to_end(gridwatch, mosquitto):
@@ -246,7 +236,7 @@ def test_commissioning_proves_a_new_device_end_to_end(gridwatch, mosquitto):
     ]
     # The alarm opened a test case: hidden from the duty officers' list, shown to installers.
     assert _get(gridwatch, "/api/v1/cases")["total"] == 0
-    test_cases = _wait_until(
+    test_cases = wait_until(
         lambda: _get(gridwatch, "/api/v1/cases", include_test="true")["items"], what="test case"
     )
     assert [(c["sensor_id"], c["drill"]) for c in test_cases] == [("RG-COM", True)]
@@ -268,11 +258,11 @@ def test_rules_reload_through_the_api_refuses_a_broken_file_whole(gridwatch):
 def test_a_restart_keeps_the_alarm_state(gridwatch, mosquitto):
     topic = f"{_prefix(gridwatch)}/RG-1/telemetry"
     publish_all(mosquitto.host, mosquitto.port, [(topic, {"rain_mm": 3.5})])
-    _wait_until(lambda: _get(gridwatch, "/api/v1/cases")["total"] == 1, what="the case")
+    wait_until(lambda: _get(gridwatch, "/api/v1/cases")["total"] == 1, what="the case")
     assert gridwatch.stop(signal.SIGTERM) == 0
     gridwatch.start()
     publish_all(mosquitto.host, mosquitto.port, [(topic, {"rain_mm": 3.6})])
-    _wait_until(
+    wait_until(
         lambda: _get(gridwatch, "/api/v1/cases")["items"][0]["occurrences"] == 2,
         what="the repeat counted on the same case",
     )

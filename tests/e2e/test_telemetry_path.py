@@ -17,7 +17,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.e2e.process import GridwatchProcess
+from tests.e2e.process import GridwatchProcess, wait_until
 from tests.e2e.publish import publish_all
 from tests.servers.influxdb import InfluxDBServer, unique_database_name
 from tests.servers.mosquitto import MosquittoServer
@@ -164,13 +164,7 @@ def _ms(text: str) -> int:
 
 
 def _wait_for(predicate, *, what: str, timeout: float = WAIT_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise TimeoutError(f"timed out waiting for {what}")
+    return wait_until(predicate, what=what, timeout=timeout, interval=0.5)
 
 
 def test_influxdb_down_for_30_s_during_a_steady_stream_loses_and_doubles_nothing(

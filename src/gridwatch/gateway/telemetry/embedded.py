@@ -202,22 +202,11 @@ class EmbeddedStore:
             return
         with self._write_lock:
             con = self._require_writer()
-            try:
-                con.execute("BEGIN IMMEDIATE")
+            with self._transaction(con):
                 self._follow_schema(con)
                 groups = self._encode(con, points)
                 for (measurement, start), rows in groups.items():
                     self._upsert(con, self._measurements[measurement], start, rows)
-                con.execute("COMMIT")
-            except (_BadPoint, OverflowError, sqlite3.InterfaceError) as err:
-                self._abort(con)
-                raise PointsRejected(400, f"embedded store refused the batch: {err}") from None
-            except sqlite3.Error as err:
-                self._abort(con)
-                raise StoreUnavailable(f"embedded store: {err}") from err
-            except BaseException:
-                self._abort(con)
-                raise
             self._note_own_schema(con)
 
     def _encode(
@@ -408,6 +397,27 @@ class EmbeddedStore:
     def _note_own_schema(self, con: sqlite3.Connection) -> None:
         self._schema_version = con.execute("PRAGMA schema_version").fetchone()[0]
 
+    @contextmanager
+    def _transaction(self, con: sqlite3.Connection) -> Iterator[None]:
+        """BEGIN IMMEDIATE … COMMIT, translating failures once for every writing transaction.
+
+        A value SQLite cannot bind (or a point we refuse) rejects the batch: PointsRejected, so
+        the writer isolates it. Any other database error is StoreUnavailable: try again later.
+        """
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            yield
+            con.execute("COMMIT")
+        except (_BadPoint, OverflowError, sqlite3.InterfaceError) as err:
+            self._abort(con)
+            raise PointsRejected(400, f"embedded store refused the batch: {err}") from None
+        except sqlite3.Error as err:
+            self._abort(con)
+            raise StoreUnavailable(f"embedded store: {err}") from err
+        except BaseException:
+            self._abort(con)
+            raise
+
     def _abort(self, con: sqlite3.Connection) -> None:
         """Roll back; the next transaction reloads the catalog this one may have changed."""
         # The catalog is reloaded then, not here: a failing disk would fail the reload too and
@@ -520,8 +530,7 @@ class EmbeddedStore:
         """Drop the oldest partition that ends at or before the cutoff; its points, or None."""
         with self._write_lock:
             con = self._require_writer()
-            try:
-                con.execute("BEGIN IMMEDIATE")
+            with self._transaction(con):
                 self._follow_schema(con)
                 found = con.execute(
                     "SELECT measurement_id, start_ns, name FROM partitions WHERE end_ns <= ? "
@@ -529,7 +538,6 @@ class EmbeddedStore:
                     (cutoff,),
                 ).fetchone()
                 if found is None:
-                    con.execute("COMMIT")
                     return None
                 measurement_id, start, table = found
                 (count,) = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()  # noqa: S608
@@ -538,13 +546,6 @@ class EmbeddedStore:
                     "DELETE FROM partitions WHERE measurement_id = ? AND start_ns = ?",
                     (measurement_id, start),
                 )
-                con.execute("COMMIT")
-            except sqlite3.Error as err:
-                self._abort(con)
-                raise StoreUnavailable(f"embedded store: {err}") from err
-            except BaseException:
-                self._abort(con)
-                raise
             for measurement in self._measurements.values():
                 if measurement.id == measurement_id:
                     measurement.partitions.pop(start, None)
@@ -566,8 +567,7 @@ class EmbeddedStore:
         """Delete points before the cutoff for the next chunk of series after `after`."""
         with self._write_lock:
             con = self._require_writer()
-            try:
-                con.execute("BEGIN IMMEDIATE")
+            with self._transaction(con):
                 ids = [
                     sid
                     for (sid,) in con.execute(
@@ -578,20 +578,12 @@ class EmbeddedStore:
                 ]
                 exists = con.execute("SELECT 1 FROM partitions WHERE name = ?", (table,)).fetchone()
                 if not ids or exists is None:
-                    con.execute("COMMIT")
                     return None
                 # Literal ids, so SQLite seeks each series' range (they are our own integers).
                 cursor = con.execute(
                     f'DELETE FROM "{table}" WHERE s IN ({",".join(map(str, ids))}) AND t < ?',  # noqa: S608
                     (cutoff,),
                 )
-                con.execute("COMMIT")
-            except sqlite3.Error as err:
-                self._abort(con)
-                raise StoreUnavailable(f"embedded store: {err}") from err
-            except BaseException:
-                self._abort(con)
-                raise
             return ids[-1], cursor.rowcount
 
 
