@@ -101,7 +101,13 @@ async def test_device_profiles_are_listed(api):
     ).json()
     names = [profile["name"] for profile in listed["items"]]
     assert names == sorted(
-        ["ai-camera", "inclinometer-2axis", "tipping-bucket-0.2", "traction-controller"]
+        [
+            "ai-camera",
+            "elevator-board",
+            "inclinometer-2axis",
+            "tipping-bucket-0.2",
+            "traction-controller",
+        ]
     )
     gauge = next(p for p in listed["items"] if p["name"] == "tipping-bucket-0.2")
     assert gauge["protocol"] == "modbus"

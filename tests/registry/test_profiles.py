@@ -292,6 +292,7 @@ def test_missing_directory_is_refused(tmp_path):
 def test_shipped_profiles_are_canonical(shipped):
     assert sorted(shipped) == [
         "ai-camera",
+        "elevator-board",
         "inclinometer-2axis",
         "tipping-bucket-0.2",
         "traction-controller",

@@ -11,6 +11,7 @@ from pydantic import (
     StringConstraints,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 SENSOR_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -59,17 +60,65 @@ class MqttProtocol(BaseModel):
     codec: str | None = Field(default=None, description="A vendor codec profile name.")
 
 
+class ModbusTransport(StrEnum):
+    """How the gateway reaches a Modbus device."""
+
+    TCP = "tcp"  # Modbus TCP (MBAP framing)
+    RTU_OVER_TCP = "rtu_over_tcp"  # RTU frames through a serial device server's TCP port
+    RTU = "rtu"  # RTU on a serial line of the gateway itself
+
+
 class ModbusProtocol(BaseModel):
-    """The gateway polls the sensor over Modbus TCP with a device profile's register map."""
+    """The gateway polls the sensor over Modbus with a device profile's register map.
+
+    Devices that share a TCP endpoint (host and port) or a serial port share one line: their
+    requests are sent one at a time, each with `timeout_s`.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     type: Literal["modbus"]
-    host: str = Field(min_length=1, max_length=253)
+    transport: ModbusTransport = ModbusTransport.TCP
+    host: str | None = Field(default=None, min_length=1, max_length=253)
     port: int = Field(default=502, ge=1, le=65535)
+    serial_port: str | None = Field(default=None, min_length=1, max_length=200)
+    baudrate: int = Field(default=9600, ge=300, le=921600)
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: int = Field(default=1, ge=1, le=2)
     unit: int = Field(default=1, ge=0, le=255)
     profile: str = Field(min_length=1)
     interval_s: float = Field(default=10.0, gt=0, le=86400)
+    timeout_s: float = Field(default=1.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _addressed(self) -> "ModbusProtocol":
+        if self.transport is ModbusTransport.RTU:
+            if self.serial_port is None:
+                raise FieldError("serial_port", "is required for transport rtu")
+            if self.host is not None:
+                raise FieldError("host", "applies to tcp transports, not rtu")
+        else:
+            if self.host is None:
+                raise FieldError("host", f"is required for transport {self.transport}")
+            if self.serial_port is not None:
+                raise FieldError("serial_port", "applies to transport rtu only")
+        return self
+
+    @property
+    def line(self) -> str:
+        """The line the device is on: devices with the same line are polled one at a time."""
+        if self.transport is ModbusTransport.RTU:
+            return f"rtu:{self.serial_port}"
+        return f"{self.transport.value}://{self.host}:{self.port}"
+
+
+class FieldError(ValueError):
+    """A problem found across fields by a model validator, naming the field it concerns."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
 
 
 Protocol = Annotated[MqttProtocol | ModbusProtocol, Field(discriminator="type")]

@@ -17,7 +17,9 @@ MAX_IMPORT_ROWS = 10_000
 _LOCATION = {"lat": "lat", "lon": "lon", "address": "address"}
 _PROTOCOL = {
     "protocol": "type", "codec": "codec", "host": "host", "port": "port", "unit": "unit",
-    "profile": "profile", "poll_interval_s": "interval_s",
+    "profile": "profile", "poll_interval_s": "interval_s", "transport": "transport",
+    "serial_port": "serial_port", "baudrate": "baudrate", "parity": "parity",
+    "stopbits": "stopbits", "timeout_s": "timeout_s",
 }  # fmt: skip
 _CALIBRATION = ("baseline_x_deg", "baseline_y_deg", "mm_per_tip")
 _TOP = ("id", "kind", "model", "grid", "interval_s", "owner", "status")

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from gridwatch.domain.sensors import FieldError
+
 
 @dataclass(frozen=True, slots=True)
 class FieldProblem:
@@ -52,12 +54,19 @@ class ConflictError(RegistryError):
 
 
 def problems_from_validation(err: ValidationError, *, row: int | None = None) -> list[FieldProblem]:
-    """One FieldProblem per pydantic error, with dotted field paths."""
-    return [
-        FieldProblem(
-            field=".".join(str(part) for part in error["loc"]) or "body",
-            reason=error["msg"],
-            row=row,
-        )
-        for error in err.errors()
-    ]
+    """One FieldProblem per pydantic error, with dotted field paths as the input spells them."""
+    problems = []
+    for error in err.errors():
+        # A tagged union adds its tag to the location ("protocol.modbus.port"); the input
+        # has no such level.
+        loc = [str(part) for part in error["loc"]]
+        if loc[:1] == ["protocol"] and loc[1:2] in (["modbus"], ["mqtt"]):
+            del loc[1]
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, FieldError):
+            loc.append(cause.field)
+            reason = cause.reason
+        else:
+            reason = error["msg"]
+        problems.append(FieldProblem(field=".".join(loc) or "body", reason=reason, row=row))
+    return problems

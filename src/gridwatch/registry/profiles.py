@@ -1,19 +1,14 @@
 """Device profiles as data: Modbus register maps and vendor MQTT codecs, read from YAML (pure).
 
-Byte/word order names the order of the bytes A B C D (… H), most significant first, as they
-arrive in consecutive registers: ABCD big-endian; CDAB word-swapped (pymodbus
-`word_order="little"`); BADC bytes swapped within each register; DCBA fully little-endian. For
-64-bit types the same names apply per word: CDAB reverses all four words. A 16-bit type spans one
-register and has no word order, so only ABCD and BADC (bytes swapped) are accepted for it.
+The register map's point model and its decoding live with the Modbus adapter
+(`gridwatch.adapters.modbus.registers`); a profile adds the device's kind, model and fault table.
 """
 
 import math
 import re
-import struct
 from collections.abc import Collection, Mapping, Sequence
-from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Final, Literal, Self
 
 import yaml
 from pydantic import (
@@ -21,62 +16,43 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from gridwatch.adapters.modbus.registers import (
+    REGISTER_COUNT,
+    SNAKE_CASE,
+    ByteOrder,
+    DataType,
+    RegisterPoint,
+    RegisterType,
+    Scalar,
+    decode_registers,
+)
+
+__all__ = [
+    "FAULT_KEY",
+    "REGISTER_COUNT",
+    "SHIPPED_PROFILES_DIR",
+    "ByteOrder",
+    "DataType",
+    "DeviceProfile",
+    "MappingError",
+    "MqttMapping",
+    "ProfileError",
+    "RegisterPoint",
+    "RegisterType",
+    "apply_mqtt_mapping",
+    "check_profile",
+    "decode_registers",
+    "load_profiles",
+]
+
 SHIPPED_PROFILES_DIR = Path(__file__).with_name("device_profiles")
-SNAKE_CASE = r"^[a-z][a-z0-9_]*$"
 _SNAKE_RE = re.compile(SNAKE_CASE)
-Scalar = str | int | float | bool
-
-
-class RegisterType(StrEnum):
-    """The four Modbus data tables."""
-
-    HOLDING = "holding"
-    INPUT = "input"
-    COIL = "coil"
-    DISCRETE = "discrete"
-
-
-class DataType(StrEnum):
-    """How a point's registers are read; `bits` is one bit of a 16-bit register."""
-
-    INT16 = "int16"
-    UINT16 = "uint16"
-    INT32 = "int32"
-    UINT32 = "uint32"
-    INT64 = "int64"
-    UINT64 = "uint64"
-    FLOAT32 = "float32"
-    FLOAT64 = "float64"
-    BOOL = "bool"
-    BITS = "bits"
-
-
-class ByteOrder(StrEnum):
-    """Byte and word order of a multi-byte value (see the module docstring)."""
-
-    ABCD = "ABCD"
-    DCBA = "DCBA"
-    BADC = "BADC"
-    CDAB = "CDAB"
-
-
-REGISTER_COUNT: Mapping[DataType, int] = {
-    DataType.INT16: 1, DataType.UINT16: 1, DataType.INT32: 2, DataType.UINT32: 2,
-    DataType.INT64: 4, DataType.UINT64: 4, DataType.FLOAT32: 2, DataType.FLOAT64: 4,
-    DataType.BOOL: 1, DataType.BITS: 1,
-}  # fmt: skip
-_STRUCT_FORMAT: Mapping[DataType, str] = {
-    DataType.INT16: ">h", DataType.UINT16: ">H", DataType.INT32: ">i", DataType.UINT32: ">I",
-    DataType.INT64: ">q", DataType.UINT64: ">Q", DataType.FLOAT32: ">f", DataType.FLOAT64: ">d",
-}  # fmt: skip
-_ONE_BIT_TABLES = frozenset({RegisterType.COIL, RegisterType.DISCRETE})
-_WORD_SWAPPED = frozenset({ByteOrder.CDAB, ByteOrder.DCBA})
-_BYTE_SWAPPED = frozenset({ByteOrder.BADC, ByteOrder.DCBA})
+# A register point with this key is the device's fault-code register (0: no fault).
+FAULT_KEY: Final = "fault"
 
 
 class _FieldError(ValueError):
@@ -86,97 +62,6 @@ class _FieldError(ValueError):
         self.path = path
         self.reason = reason
         super().__init__(f"{path}: {reason}")
-
-
-class RegisterPoint(BaseModel):
-    """One value in a Modbus register map: where it is, how to read it, how to scale it."""
-
-    # Field order matters: each validator sees the fields declared before it.
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    key: str = Field(pattern=SNAKE_CASE)
-    register_type: RegisterType = RegisterType.HOLDING
-    dtype: DataType
-    address: int = Field(ge=0, le=0xFFFF)
-    order: ByteOrder = ByteOrder.ABCD
-    scale: float = 1.0
-    offset: float = 0.0
-    unit: str = ""
-    bit: int | None = Field(default=None, ge=0, le=15, validate_default=True)
-
-    @property
-    def count(self) -> int:
-        """Number of registers (or coils) the point spans."""
-        return REGISTER_COUNT[self.dtype]
-
-    @field_validator("dtype")
-    @classmethod
-    def _dtype_fits_table(cls, dtype: DataType, info: ValidationInfo) -> DataType:
-        one_bit = info.data.get("register_type") in _ONE_BIT_TABLES
-        if one_bit != (dtype is DataType.BOOL):
-            raise ValueError("coil and discrete points are bool; registers use bits for a flag")
-        return dtype
-
-    @field_validator("address")
-    @classmethod
-    def _fits_address_space(cls, address: int, info: ValidationInfo) -> int:
-        dtype = info.data.get("dtype")
-        if dtype is not None and address + REGISTER_COUNT[dtype] - 1 > 0xFFFF:
-            raise ValueError(f"{dtype.value} at {address} runs past address 65535")
-        return address
-
-    @field_validator("order")
-    @classmethod
-    def _order_fits_width(cls, order: ByteOrder, info: ValidationInfo) -> ByteOrder:
-        dtype = info.data.get("dtype")
-        if dtype is DataType.BOOL and order is not ByteOrder.ABCD:
-            raise ValueError("a single bit has no byte order")
-        # CDAB/DCBA on one register would alias ABCD/BADC; refusing them catches a wrong map.
-        if dtype is not None and REGISTER_COUNT[dtype] == 1 and order in _WORD_SWAPPED:
-            raise ValueError(f"{dtype.value} spans one register: only ABCD or BADC apply")
-        return order
-
-    @field_validator("scale", "offset")
-    @classmethod
-    def _finite_numeric_scaling(cls, value: float, info: ValidationInfo) -> float:
-        if not math.isfinite(value) or (info.field_name == "scale" and value == 0):
-            raise ValueError("must be a finite number" + (", not 0" if value == 0 else ""))
-        flag = info.data.get("dtype") in (DataType.BOOL, DataType.BITS)
-        if flag and value != (1.0 if info.field_name == "scale" else 0.0):
-            raise ValueError("bool and bits points cannot be scaled")
-        return value
-
-    @field_validator("bit")
-    @classmethod
-    def _bit_only_for_bits(cls, bit: int | None, info: ValidationInfo) -> int | None:
-        is_bits = info.data.get("dtype") is DataType.BITS
-        if is_bits and bit is None:
-            raise ValueError("is required for a bits point (0-15)")
-        if not is_bits and bit is not None:
-            raise ValueError("applies only to a bits point")
-        return bit
-
-
-def decode_registers(point: RegisterPoint, registers: Sequence[int]) -> float | int | bool:
-    """Decode the point's raw registers (or coil bits) honouring order, scale and offset."""
-    if len(registers) != point.count:
-        raise ValueError(f"{point.key}: needs {point.count} register(s), got {len(registers)}")
-    top = 1 if point.dtype is DataType.BOOL else 0xFFFF
-    if any(not 0 <= word <= top for word in registers):
-        raise ValueError(f"{point.key}: register values must be 0..{top}, got {list(registers)}")
-    if point.dtype is DataType.BOOL:
-        return bool(registers[0])
-    words = list(reversed(registers)) if point.order in _WORD_SWAPPED else list(registers)
-    raw = b"".join(word.to_bytes(2, "big") for word in words)
-    if point.order in _BYTE_SWAPPED:
-        raw = bytes(raw[i ^ 1] for i in range(len(raw)))
-    if point.dtype is DataType.BITS:
-        assert point.bit is not None  # guaranteed by the model
-        return bool(int.from_bytes(raw, "big") >> point.bit & 1)
-    value: int | float = struct.unpack(_STRUCT_FORMAT[point.dtype], raw)[0]
-    if point.scale == 1 and point.offset == 0:
-        return value
-    return value * point.scale + point.offset
 
 
 class MqttMapping(BaseModel):
@@ -248,6 +133,7 @@ class DeviceProfile(BaseModel):
         if mapping is not None and mapping.fault_field is not None and not self.fault_codes:
             raise _FieldError("fault_codes", "is required when mqtt_mapping.fault_field is set")
         _check_register_map(self.registers)
+        _check_fault_register(self.registers, self.fault_codes)
         return self
 
     def public_dict(self) -> dict[str, Any]:
@@ -275,7 +161,7 @@ def _vendor_text(value: Any) -> str:
 
 
 def _check_register_map(points: Sequence[RegisterPoint]) -> None:
-    """Refuse duplicate keys and overlapping addresses (distinct bits of one register may share)."""
+    """Refuse duplicate keys and overlapping addresses (bit fields of one register may share)."""
     keys: dict[str, int] = {}
     taken: dict[tuple[RegisterType, int], list[int]] = {}
     for index, point in enumerate(points):
@@ -286,12 +172,33 @@ def _check_register_map(points: Sequence[RegisterPoint]) -> None:
         for address in range(point.address, point.address + point.count):
             for other in taken.setdefault((point.register_type, address), []):
                 theirs = points[other]
-                if point.dtype is theirs.dtype is DataType.BITS and point.bit != theirs.bit:
+                if point.dtype is theirs.dtype is DataType.BITS and _bits_apart(point, theirs):
                     continue
                 where = f"{point.register_type.value} {address}"
                 reason = f"overlaps registers[{other}] ({theirs.key}) at {where}"
                 raise _FieldError(f"{label}.address", reason)
             taken[(point.register_type, address)].append(index)
+
+
+def _bits_apart(one: RegisterPoint, other: RegisterPoint) -> bool:
+    assert one.bit is not None
+    assert other.bit is not None
+    return one.bit + one.width <= other.bit or other.bit + other.width <= one.bit
+
+
+def _check_fault_register(points: Sequence[RegisterPoint], codes: Mapping[str, str]) -> None:
+    for index, point in enumerate(points):
+        if point.key != FAULT_KEY:
+            continue
+        label = f"registers[{index}] ({point.key})"
+        if point.dtype not in (DataType.UINT16, DataType.UINT32, DataType.INT16, DataType.INT32):
+            raise _FieldError(f"{label}.dtype", "a fault register holds an integer code")
+        if point.values or point.scale != 1 or point.offset != 0:
+            raise _FieldError(label, "a fault register is read through fault_codes, unscaled")
+        if not codes:
+            raise _FieldError("fault_codes", "is required when a register has the key 'fault'")
+        if "0" in codes:
+            raise _FieldError("fault_codes.0", "0 means no fault on a fault register")
 
 
 class MappingError(ValueError):
@@ -394,6 +301,16 @@ def check_profile(profile: DeviceProfile, canonical: FieldTable) -> list[tuple[s
         for code, name in profile.fault_codes.items()
         if faults is not None and name not in faults
     ]
+    for index, point in enumerate(profile.registers):
+        allowed = fields.get(point.key)
+        issues += [
+            (
+                f"registers[{index}] ({point.key}).values.{code}",
+                f"{ours!r} is not an allowed {point.key}",
+            )
+            for code, ours in point.values.items()
+            if allowed is not None and ours not in allowed
+        ]
     mapping = profile.mqtt_mapping or MqttMapping()
     named = [(f"renames.{vendor}", name) for vendor, name in mapping.renames.items()]
     named += [(f"values.{name}", name) for name in mapping.values]
