@@ -1,6 +1,6 @@
 """Register maps: every type and byte order decodes exactly; reads are planned and decoded."""
 
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from hypothesis import given
@@ -34,7 +34,7 @@ def point(**fields: Any) -> RegisterPoint:
 
 def device_registers(value: Any, dtype: DataType, order: ByteOrder, **kwargs: Any) -> list[int]:
     """What a device puts in its registers, encoded by pymodbus's own convert_to_registers."""
-    word_order = "little" if order in (C, D) else "big"
+    word_order: Literal["big", "little"] = "little" if order in (C, D) else "big"
     words = ModbusClientMixin.convert_to_registers(
         value, PYMODBUS_TYPE[dtype], word_order=word_order, **kwargs
     )

@@ -129,13 +129,39 @@ def decode(
     """Decode one MQTT payload into a Reading, or raise PayloadError naming the field."""
     if channel is Channel.STATUS:
         return _decode_status(sensor_id, kind, payload, received_at)
+    document = parse_json_object(payload) if (kind, channel) in CODECS else {}
+    return decode_fields(
+        sensor_id=sensor_id,
+        kind=kind,
+        channel=channel,
+        fields=document,
+        ts=parse_timestamp(document.get("ts"), received_at=received_at),
+        received_at=received_at,
+    )
+
+
+def decode_fields(
+    *,
+    sensor_id: str,
+    kind: str,
+    channel: Channel,
+    fields: Mapping[str, Any],
+    ts: datetime,
+    received_at: datetime,
+) -> Reading:
+    """Validate already-parsed fields (a poll's values, a payload's object) into a Reading."""
+    if channel is Channel.STATUS:
+        status = fields.get("status")
+        if status not in STATUSES:
+            raise PayloadError("status", f"must be 'online' or 'offline', not {status!r:.40}")
+        values: dict[str, Value] = {"status": status}
+        return Reading(sensor_id, kind, channel, ts, received_at, values)
     spec = CODECS.get((kind, channel))
     if spec is None:
         raise PayloadError("topic", f"a {kind} sensor publishes nothing on '{channel}'")
-    document = parse_json_object(payload)
-    values: dict[str, Value] = {}
+    values = {}
     for field in spec.fields:
-        raw = document.get(field.name)
+        raw = fields.get(field.name)
         if raw is None:
             if field.required:
                 raise PayloadError(field.name, "is required")
@@ -143,7 +169,6 @@ def decode(
         values[field.name] = _check_field(field, raw)
     if spec.one_of and not any(name in values for name in spec.one_of):
         raise PayloadError(" or ".join(spec.one_of), "one of these is required")
-    ts = parse_timestamp(document.get("ts"), received_at=received_at)
     return Reading(
         sensor_id=sensor_id,
         kind=kind,

@@ -1,13 +1,14 @@
 """Commissioning: prove a new device end to end before it goes live.
 
 The installer asks the device to send a reading; the report shows whether it arrived, how it
-decoded (or why it was set aside), and which rules it would fire once the sensor is active.
+decoded (or why it was set aside), and which rules it would fire once the sensor is active. A
+polled (Modbus) device is read once at the call, and the report adds its raw registers.
 """
 
 import asyncio
 from datetime import UTC, datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gridwatch.api.context import ApiContext
@@ -46,6 +47,11 @@ class CommissionReport(BaseModel):
     reading: ReadingRead | None
     set_aside: list[SetAside]
     rules: list[RuleOutcome]
+    registers: dict[str, list[int]] | None = Field(
+        default=None,
+        description="A polled device's raw answers by read (`input:0+4`: table, first, count).",
+    )
+    poll_error: str | None = Field(default=None, description="Why the poll produced nothing.")
 
 
 async def commission(
@@ -70,6 +76,10 @@ async def commission(
             )
         sensor = row.to_sensor()
     await context.sensors_changed()
+    probe = await context.probe_device(sensor) if context.probe_device is not None else None
+    if probe is not None:
+        # The poll went through the pipeline: its reading, if any, is already the newest.
+        wait_s = 0 if probe.error else min(wait_s, 1.0)
     reading = await _wait_for_reading(context, sensor_id, since=started, wait_s=wait_s)
     set_aside = [
         SetAside(received_at=r.received_at, reason=r.reason.value, detail=r.detail)
@@ -83,6 +93,8 @@ async def commission(
         reading=ReadingRead.of(reading) if reading else None,
         set_aside=set_aside,
         rules=_dry_run(context, sensor, reading),
+        registers=probe.registers if probe is not None else None,
+        poll_error=probe.error if probe is not None else None,
     )
 
 

@@ -6,6 +6,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gridwatch.domain import Sensor
 from gridwatch.gateway.metrics import Metrics
 from gridwatch.gateway.registry import SensorRegistry
 from gridwatch.gateway.rejects import RejectLog
@@ -45,6 +46,14 @@ class RulesReload(Protocol):
 
 
 @dataclass(frozen=True)
+class DeviceProbe:
+    """A polled device read once by hand: its raw answers, or why there were none."""
+
+    registers: dict[str, list[int]]
+    error: str | None
+
+
+@dataclass(frozen=True)
 class ApiContext:
     """The service's parts the API reads; `readiness` reports each dependency's state."""
 
@@ -62,3 +71,5 @@ class ApiContext:
     sensors_changed: Callable[[], Awaitable[None]] = _nothing_changed
     strict_location: bool = False
     reload_rules: Callable[[], Awaitable[RulesReload]] | None = None
+    # Polls a device once through the pipeline (a Modbus sensor); None for one that publishes.
+    probe_device: Callable[[Sensor], Awaitable[DeviceProbe | None]] | None = None

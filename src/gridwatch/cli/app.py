@@ -52,6 +52,9 @@ def load(config: Path | None) -> Settings:
     quiet = max(logging.WARNING, logging.getLevelName(settings.log_level))
     for chatty in ("httpx", "alembic"):
         logging.getLogger(chatty).setLevel(quiet)
+    # pymodbus logs every unanswered request as an error; the poller counts them and logs a
+    # device going offline and coming back, once each.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     return settings
 
 

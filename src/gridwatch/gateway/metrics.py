@@ -3,6 +3,7 @@
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+_MODBUS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _INGEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
 
 
@@ -78,3 +79,22 @@ class Metrics:
             "gridwatch_telemetry_spool_age_seconds", "Age of the oldest batch in the disk spool",
             registry=r,
         )  # fmt: skip
+        self.modbus_polls = Counter(
+            "gridwatch_modbus_polls", "Modbus polls that produced a reading", registry=r
+        )
+        self.modbus_poll_failures = Counter(
+            "gridwatch_modbus_poll_failures", "Modbus polls that failed, by reason", ["reason"],
+            registry=r,
+        )  # fmt: skip
+        self.modbus_poll_seconds = Histogram(
+            "gridwatch_modbus_poll_seconds", "Time to read one device's register map",
+            registry=r, buckets=_MODBUS_BUCKETS,
+        )  # fmt: skip
+        self.modbus_schedule_lag_seconds = Histogram(
+            "gridwatch_modbus_schedule_lag_seconds",
+            "How late a poll started against its tick on the interval's grid",
+            registry=r, buckets=_MODBUS_BUCKETS,
+        )  # fmt: skip
+        self.modbus_devices = Gauge(
+            "gridwatch_modbus_devices", "Modbus devices being polled", registry=r
+        )

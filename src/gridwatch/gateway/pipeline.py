@@ -9,7 +9,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gridwatch.adapters.codecs import PayloadError, decode, parse_json_object
+import orjson
+
+from gridwatch.adapters.codecs import PayloadError, decode, decode_fields, parse_json_object
+from gridwatch.adapters.modbus import PolledReading
 from gridwatch.adapters.mqtt import RawMessage
 from gridwatch.domain import AlarmEvent, Channel, Reading, Sensor, SensorStatus
 from gridwatch.domain.sensors import SENSOR_ID_RE
@@ -128,6 +131,21 @@ class IngestPipeline:
         metrics.ingest_seconds.observe(time.perf_counter() - started)
         return durable
 
+    async def handle_polled(self, polled: Sequence[PolledReading]) -> Awaitable[object]:
+        """Like `handle_batch`, for readings a poller produced (Modbus): no topic, no JSON."""
+        started = time.perf_counter()
+        points: list[Point] = []
+        raised: list[tuple[Sensor, tuple[AlarmEvent, ...]]] = []
+        counts: Counter[tuple[str, str]] = Counter()
+        for item in polled:
+            self._process_polled(item, points, raised, counts)
+        durable = self._writer.submit(points)
+        self._count_readings(counts)
+        for sensor, alarms in raised:
+            await self.apply_alarms(sensor, alarms)
+        self._metrics.ingest_seconds.observe(time.perf_counter() - started)
+        return durable
+
     def _process(
         self,
         message: RawMessage,
@@ -140,16 +158,7 @@ class IngestPipeline:
             if isinstance(outcome, RejectedMessage):
                 return self._set_aside(outcome)
             sensor, reading = outcome
-            points.append(self._points.point(sensor, reading))
-            self._latest.put(reading)
-            counts[reading.kind, reading.channel.value] += 1
-            # A sensor being commissioned is evaluated as if live; its cases are test cases.
-            evaluated = (
-                sensor.model_copy(update={"status": SensorStatus.ACTIVE})
-                if sensor.status is SensorStatus.COMMISSIONING
-                else sensor
-            )
-            alarms = tuple(self._engine.evaluate(evaluated, reading))
+            alarms = self._take(sensor, reading, points, raised, counts)
         except Exception as err:
             # The isolation boundary: a bug one message trips must not stop ingest for every
             # sensor. The message is kept in the reject log, so it can be replayed after a fix.
@@ -163,6 +172,71 @@ class IngestPipeline:
                     detail=f"{type(err).__name__}: {err}",
                 )
             )
+        return Accepted(reading=reading, alarms=alarms)
+
+    def _process_polled(
+        self,
+        item: PolledReading,
+        points: list[Point],
+        raised: list[tuple[Sensor, tuple[AlarmEvent, ...]]],
+        counts: Counter[tuple[str, str]],
+    ) -> None:
+        def set_aside(reason: RejectReason, detail: str) -> None:
+            self._set_aside(
+                RejectedMessage(
+                    topic=f"modbus/{item.sensor_id}/{item.channel.value}",
+                    payload=orjson.dumps(item.values),
+                    received_at=item.ts,
+                    reason=reason,
+                    detail=detail,
+                    sensor_id=item.sensor_id,
+                )
+            )
+
+        sensor = self._registry.get(item.sensor_id)
+        if sensor is None:
+            set_aside(RejectReason.UNKNOWN_SENSOR, "no sensor registered with this id")
+            return
+        if sensor.status is SensorStatus.RETIRED:
+            set_aside(RejectReason.SENSOR_RETIRED, "the sensor is retired")
+            return
+        try:
+            reading = decode_fields(
+                sensor_id=sensor.id,
+                kind=sensor.kind,
+                channel=item.channel,
+                fields=item.values,
+                ts=item.ts,
+                received_at=item.ts,
+            )
+        except PayloadError as err:
+            set_aside(RejectReason.BAD_REGISTER_VALUE, str(err))
+            return
+        try:
+            self._take(sensor, reading, points, raised, counts)
+        except Exception as err:  # the isolation boundary, as for MQTT messages
+            log.exception("ingest failed sensor=%s (modbus)", sensor.id)
+            set_aside(RejectReason.INTERNAL_ERROR, f"{type(err).__name__}: {err}")
+
+    def _take(
+        self,
+        sensor: Sensor,
+        reading: Reading,
+        points: list[Point],
+        raised: list[tuple[Sensor, tuple[AlarmEvent, ...]]],
+        counts: Counter[tuple[str, str]],
+    ) -> tuple[AlarmEvent, ...]:
+        """Store, remember and evaluate an accepted reading; note its alarms for the batch."""
+        points.append(self._points.point(sensor, reading))
+        self._latest.put(reading)
+        counts[reading.kind, reading.channel.value] += 1
+        # A sensor being commissioned is evaluated as if live; its cases are test cases.
+        evaluated = (
+            sensor.model_copy(update={"status": SensorStatus.ACTIVE})
+            if sensor.status is SensorStatus.COMMISSIONING
+            else sensor
+        )
+        alarms = tuple(self._engine.evaluate(evaluated, reading))
         if alarms:
             for alarm in alarms:
                 self._metrics.alarms.labels(alarm.transition.value).inc()
@@ -171,7 +245,7 @@ class IngestPipeline:
                     alarm.transition, alarm.sensor_id, alarm.rule_id, alarm.severity,
                 )  # fmt: skip
             raised.append((sensor, alarms))
-        return Accepted(reading=reading, alarms=alarms)
+        return alarms
 
     def _count_readings(self, counts: Counter[tuple[str, str]]) -> None:
         # Once per batch and label set: a metric update costs more than a reading's decoding.

@@ -1,6 +1,6 @@
 """The in-memory sensor index the ingest path reads, and the YAML sensors file it loads from."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import yaml
@@ -35,6 +35,9 @@ class SensorRegistry:
 
     def __len__(self) -> int:
         return len(self._by_id)
+
+    def __iter__(self) -> Iterator[Sensor]:
+        return iter(self._by_id.values())
 
 
 def load_sensors_file(path: Path) -> list[Sensor]:

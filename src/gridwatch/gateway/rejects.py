@@ -24,6 +24,8 @@ class RejectReason(StrEnum):
     BAD_PAYLOAD = "bad_payload"
     INTERNAL_ERROR = "internal_error"
     STORE_REJECTED = "store_rejected"
+    MODBUS_EXCEPTION = "modbus_exception"  # the device answered with an exception code
+    BAD_REGISTER_VALUE = "bad_register_value"  # registers the map cannot turn into a reading
 
 
 @dataclass(frozen=True, slots=True)

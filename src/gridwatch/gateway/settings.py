@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     telemetry_max_in_flight: int = Field(default=2, ge=1, le=16)
     telemetry_spool_max_bytes: int = Field(default=1 << 30, ge=1 << 20)
     telemetry_retention_days: float = Field(default=7.0, gt=0, le=3650)
+    modbus_offline_after: int = Field(default=3, ge=1, le=1000)
+    modbus_backoff_max_s: float = Field(default=60.0, ge=1, le=3600)
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
     sensors_file: Path | None = None

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -23,12 +24,14 @@ class RegistrySync:
         sessions: async_sessionmaker[AsyncSession],
         registry: SensorRegistry,
         poll_s: float = POLL_S,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self._sessions = sessions
         self._registry = registry
         self._poll_s = poll_s
         self._revision: tuple[int, str | None] | None = None
         self._lock = asyncio.Lock()
+        self.on_change = on_change
 
     async def reload(self) -> None:
         """Replace the index with what the tables hold now."""
@@ -36,6 +39,8 @@ class RegistrySync:
             self._revision = await service.revision(session=session)
             sensors = await service.load_all(session=session)
         self._registry.replace(sensors)
+        if self.on_change is not None:
+            self.on_change()
         log.info("sensor index loaded: %d sensors", len(sensors))
 
     async def run(self) -> None:

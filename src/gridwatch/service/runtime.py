@@ -15,11 +15,14 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from gridwatch.adapters.modbus import ModbusPoller
 from gridwatch.adapters.mqtt import MqttSource
 from gridwatch.api import ApiContext, create_app
+from gridwatch.api.context import DeviceProbe
 from gridwatch.api.keys import digest
 from gridwatch.dispatch.relay import WebhookRelay
 from gridwatch.dispatch.subscriptions import ensure_subscription
+from gridwatch.domain import Sensor
 from gridwatch.gateway.db import create_engine, migrate, session_factory
 from gridwatch.gateway.metrics import Metrics
 from gridwatch.gateway.pipeline import IngestPipeline
@@ -33,6 +36,7 @@ from gridwatch.registry.profiles import DeviceProfile
 from gridwatch.registry.service import upsert_sensors
 from gridwatch.rules import DEFAULT_PACK_DIR
 from gridwatch.service.case_sink import DatabaseCaseSink
+from gridwatch.service.modbus import PollRecorder, modbus_device, polled_devices
 from gridwatch.service.registry_sync import RegistrySync
 from gridwatch.service.rules_runtime import RulesRuntime
 from gridwatch.service.telemetry import Telemetry, open_telemetry
@@ -72,6 +76,7 @@ class _Parts:
     server: _Server
     rules: RulesRuntime
     telemetry: Telemetry
+    poller: ModbusPoller
 
 
 class Service:
@@ -181,6 +186,7 @@ class Service:
             profiles=self.profiles,
             strict_location=settings.strict_location,
             readiness=lambda: self._readiness(engine, telemetry),
+            probe_device=self._probe_device,
         )
         config = uvicorn.Config(
             create_app(context),
@@ -190,12 +196,45 @@ class Service:
             lifespan="off",
         )
         rules.attach(pipeline)
-        return _Parts(engine, sessions, pipeline, relay, source, _Server(config), rules, telemetry)
+        self._pipeline = pipeline
+        self._poll_recorder = PollRecorder(metrics=self.metrics, rejects=self.rejects)
+        poller = ModbusPoller(
+            handler=pipeline.handle_polled,
+            observer=self._poll_recorder,
+            offline_after=settings.modbus_offline_after,
+            backoff_max_s=settings.modbus_backoff_max_s,
+        )
+        self.poller = poller
+        self.registry_sync.on_change = self._update_poller
+        self._update_poller()
+        return _Parts(
+            engine, sessions, pipeline, relay, source, _Server(config), rules, telemetry, poller
+        )
+
+    async def _probe_device(self, sensor: Sensor) -> DeviceProbe | None:
+        device = modbus_device(sensor, self.profiles)
+        if device is None:
+            return None
+        probe = await self.poller.probe(device)
+        if probe.failure is not None:
+            self._poll_recorder.failed(probe.failure)
+            failure = probe.failure
+            return DeviceProbe(probe.registers, f"{failure.reason.value}: {failure.detail}")
+        await self._pipeline.handle_polled(probe.readings)
+        return DeviceProbe(probe.registers, None)
+
+    def _update_poller(self) -> None:
+        # Registry changes (API, CLI, another process) reach the poller through the sync: a
+        # new Modbus sensor starts polling, a changed one restarts, a retired one stops.
+        devices = polled_devices(self.registry, self.profiles)
+        self.poller.update(devices)
+        self.metrics.modbus_devices.set(len(devices))
 
     async def _supervise(self, parts: _Parts, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as group:
             workers = [
                 group.create_task(parts.source.run(), name="mqtt-source"),
+                group.create_task(parts.poller.run(), name="modbus-poller"),
                 group.create_task(parts.telemetry.run(self.metrics), name="telemetry"),
                 group.create_task(parts.relay.run(), name="webhook-relay"),
                 group.create_task(self.registry_sync.run(), name="registry-sync"),
