@@ -2,8 +2,10 @@
 
 Rain gauges, billboard tilt sensors, elevators and cameras publish the canonical MQTT payloads
 of the public contract, driven by YAML scenarios, at 1x, 10x, 100x or full speed. The pure
-`iter_messages` produces the same feed without a broker. Nothing here imports other gridwatch
-packages.
+`iter_messages` produces the same feed without a broker. `ModbusDeviceServer` serves the tilt,
+rain gauge and elevator devices as real Modbus TCP (or RTU-over-TCP) servers on loopback, with
+registers laid out as the gateway's device profiles say and faults switchable at run time.
+Nothing here imports other gridwatch packages.
 
 Scenario files (see `scenarios/` for the shipped ones)::
 
@@ -44,6 +46,8 @@ from gridwatch.simulators._feed import (
     iter_messages,
 )
 from gridwatch.simulators._loader import load_scenario, parse_scenario, shipped_scenarios
+from gridwatch.simulators._modbus import ModbusDevice, ModbusDeviceServer, ModbusFraming
+from gridwatch.simulators._modbus_endpoint import Fault, FaultSetting, ModbusServeError
 from gridwatch.simulators._mqtt import BrokerAddress, parse_mqtt_url
 from gridwatch.simulators._recorder import RecordedMessage, load_recording, record, replay
 from gridwatch.simulators._runner import RunStats, run_scenario
@@ -75,8 +79,14 @@ __all__ = [
     "DetectStep",
     "DeviceSpec",
     "ElevatorSpec",
+    "Fault",
+    "FaultSetting",
     "FaultStep",
     "FeedItem",
+    "ModbusDevice",
+    "ModbusDeviceServer",
+    "ModbusFraming",
+    "ModbusServeError",
     "OfflineStep",
     "OnlineStep",
     "RainGaugeSpec",
