@@ -207,6 +207,13 @@ def test_non_finite_floats_are_bad_values(bits):
         decode_poll(angle, [[bits >> 16, bits & 0xFFFF]])
 
 
+def test_a_counter_is_decoded_unscaled_and_scaled_once_carried():
+    gauge = [at("total_mm", 0, "uint32", counter=True, scale=0.2)]
+    decoded = decode_poll(RegisterMap.build(gauge), [[0, 62]])
+    assert decoded.counters == {"total_mm": 62}
+    assert CounterTracker(gauge).values(decoded.counters) == {"total_mm": pytest.approx(12.4)}
+
+
 def test_counter_is_carried_across_its_wrap_but_not_across_a_reset():
     gauge = [at("total_mm", 0, "uint32", counter=True, scale=0.2)]
     tracker = CounterTracker(gauge)

@@ -73,7 +73,7 @@ class PollRecorder:
         self._latency = metrics.modbus_poll_seconds
         self._lag = metrics.modbus_schedule_lag_seconds
 
-    def polled(self, *, latency_s: float, lag_s: float) -> None:
+    def polled(self, *, sensor_id: str, latency_s: float, lag_s: float) -> None:
         """A poll succeeded."""
         self._polls.inc()
         self._latency.observe(latency_s)

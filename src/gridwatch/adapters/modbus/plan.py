@@ -18,6 +18,7 @@ from gridwatch.adapters.modbus.registers import (
     Scalar,
     decode_registers,
     lookup_value,
+    raw_value,
 )
 
 MAX_REGISTERS_PER_READ: Final = 125
@@ -126,8 +127,10 @@ def decode_poll(register_map: RegisterMap, answers: Sequence[Sequence[int]]) -> 
 
 
 def _decode_point(point: RegisterPoint, words: Sequence[int]) -> Scalar:
+    # A counter is carried as the device counts (whole units), and scaled once carried.
+    decode = raw_value if point.counter else decode_registers
     try:
-        raw = decode_registers(point, words)
+        raw = decode(point, words)
     except ValueError as err:
         raise RegisterValueError(point.key, str(err).removeprefix(f"{point.key}: ")) from err
     if isinstance(raw, float) and not math.isfinite(raw):

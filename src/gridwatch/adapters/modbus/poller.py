@@ -88,7 +88,7 @@ class Probe:
 class PollObserver(Protocol):
     """Where the poller reports what it did (metrics, set-aside log)."""
 
-    def polled(self, *, latency_s: float, lag_s: float) -> None:
+    def polled(self, *, sensor_id: str, latency_s: float, lag_s: float) -> None:
         """A poll succeeded: its duration and how late it started against its tick."""
 
     def failed(self, failure: PollFailure) -> None:
@@ -222,7 +222,9 @@ class ModbusPoller:
                     await self._emit(_status(device, "offline"))
                 tick = schedule.next_after(loop.time() + backoff.next_delay())
                 continue
-            self._observer.polled(latency_s=loop.time() - started, lag_s=started - tick)
+            self._observer.polled(
+                sensor_id=device.sensor_id, latency_s=loop.time() - started, lag_s=started - tick
+            )
             backoff.reset()
             if offline:
                 offline = False

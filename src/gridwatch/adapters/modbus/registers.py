@@ -225,9 +225,16 @@ class RegisterPoint(BaseModel):
 def decode_registers(point: RegisterPoint, registers: Sequence[int]) -> Scalar:
     """Decode the point's raw registers (or coil bits) honouring order, scale and offset.
 
-    A value table is not applied here (see `lookup_value`): the raw code is what a counter or
-    a diagnosis needs.
+    A value table is not applied here (see `lookup_value`).
     """
+    value = raw_value(point, registers)
+    if (point.scale == 1 and point.offset == 0) or not isinstance(value, int | float):
+        return value
+    return value * point.scale + point.offset
+
+
+def raw_value(point: RegisterPoint, registers: Sequence[int]) -> Scalar:
+    """The point's value as the device holds it: byte and word order applied, not scaled."""
     if len(registers) != point.count:
         raise ValueError(f"{point.key}: needs {point.count} register(s), got {len(registers)}")
     top = 1 if point.dtype is DataType.BOOL else 0xFFFF
@@ -256,9 +263,7 @@ def decode_registers(point: RegisterPoint, registers: Sequence[int]) -> Scalar:
         words, PYMODBUS_TYPE[point.dtype], word_order=word_order
     )
     assert isinstance(value, int | float)  # one value of a numeric type
-    if point.scale == 1 and point.offset == 0:
-        return value
-    return value * point.scale + point.offset
+    return value
 
 
 class RegisterValueError(ValueError):
