@@ -36,6 +36,12 @@ def test_demo_opens_a_rain_case_and_stops_on_ctrl_c(tmp_path, speed):
         assert ("RG-001", "demo_rain_burst") in [(c["sensor_id"], c["rule_id"]) for c in cases]
         assert {c["sensor_id"] for c in cases} == {"RG-001"}
         assert "embedded broker" in demo.output()
+        # The Modbus devices are polled into the same store.
+        for sensor_id in ("BB-M01", "LIFT-M01"):
+            rows = httpx.get(
+                f"{demo.api}/api/v1/sensors/{sensor_id}/readings", headers=headers, timeout=5.0
+            ).json()["rows"]
+            assert rows, f"no polled readings of {sensor_id}"
         assert "NEW CASE" in demo.output() or _console_catches_up(demo)
         assert demo.stop(signal.SIGINT) == 0, demo.output()
     assert "gridwatch demo stopped" in demo.output()

@@ -2,11 +2,14 @@
 
 import asyncio
 import contextlib
+import math
 import secrets
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
+import yaml
 from pydantic import SecretStr
 from rich.console import Console
 
@@ -15,11 +18,36 @@ from gridwatch.gateway.settings import Settings
 from gridwatch.registry.grid import DEMO_GRID_PATH
 from gridwatch.rules import DEFAULT_PACK_DIR
 from gridwatch.service.runtime import Service
-from gridwatch.simulators import load_scenario, run_scenario
+from gridwatch.simulators import (
+    ModbusDevice,
+    ModbusDeviceServer,
+    load_scenario,
+    parse_scenario,
+    run_scenario,
+)
 
 DEMO_DATA = Path(__file__).parent / "demo"
 MOSQUITTO_HOST, MOSQUITTO_PORT = "127.0.0.1", 1883
 CASE_POLL_S = 1.0
+# Two devices the gateway polls over Modbus TCP, served by the simulators on free ports.
+MODBUS_SCENARIO = """
+devices:
+  - {id: BB-M01, kind: tilt, interval_s: 2, baseline_x_deg: 0.31, baseline_y_deg: 0.08,
+     wind_ms: 4.0}
+  - {id: LIFT-M01, kind: elevator, interval_s: 2, lowest_floor: -1, highest_floor: 18}
+"""
+MODBUS_SENSORS = {
+    "BB-M01": {
+        "kind": "tilt", "model": "inclinometer-2axis", "grid": "110101001001002",
+        "location": {"lat": 39.9318, "lon": 116.4183, "address": "Dongsi North St. 12, signboard"},
+        "calibration": {"baseline_x_deg": 0.31, "baseline_y_deg": 0.08},
+    },
+    "LIFT-M01": {
+        "kind": "elevator", "model": "elevator-board", "grid": "110101001002001",
+        "location": {"lat": 39.9277, "lon": 116.4153, "address": "Chaoyangmen block 5, unit 1"},
+    },
+}  # fmt: skip
+MODBUS_POLL_S = 2.0
 
 
 async def run_demo(
@@ -39,13 +67,18 @@ async def run_demo(
     )
     async with contextlib.AsyncExitStack() as stack:
         mqtt_url, broker_name = await _choose_broker(settings, stack, embedded=embedded_broker)
+        modbus = await stack.enter_async_context(
+            ModbusDeviceServer(
+                parse_scenario(MODBUS_SCENARIO), speed=speed if math.isfinite(speed) else 1.0
+            )
+        )
         demo_settings = settings.model_copy(
             update={
                 "data_dir": data_dir,
                 "database_url": None,
                 "mqtt_url": mqtt_url,
                 "mqtt_client_id": "gridwatch-demo",
-                "sensors_file": DEMO_DATA / "sensors.yaml",
+                "sensors_file": _demo_sensors(data_dir, modbus.devices),
                 "grid_file": DEMO_GRID_PATH,
                 "rules_dir": _demo_rules(data_dir),
                 "admin_key": SecretStr(admin_key),
@@ -77,6 +110,19 @@ async def run_demo(
             for helper in helpers:
                 helper.cancel()
         console.print("[bold]gridwatch demo stopped.[/]")
+
+
+def _demo_sensors(data_dir: Path, modbus: Sequence[ModbusDevice]) -> Path:
+    # The MQTT devices of the sensors file, plus the Modbus ones at the ports they got.
+    document = yaml.safe_load((DEMO_DATA / "sensors.yaml").read_text(encoding="utf-8"))
+    for device in modbus:
+        protocol = device.protocol() | {"interval_s": MODBUS_POLL_S}
+        sensor = {"id": device.device_id, **MODBUS_SENSORS[device.device_id]}
+        document["sensors"].append(sensor | {"interval_s": MODBUS_POLL_S, "protocol": protocol})
+    path = data_dir / "sensors.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return path
 
 
 def _demo_rules(data_dir: Path) -> Path:
@@ -119,7 +165,9 @@ def _banner(console: Console, *, api: str, admin_key: str, broker: str, speed: f
     console.print(f"Try       curl -H 'Authorization: Bearer {admin_key}' {api}/api/v1/cases")
     console.print(
         f"Simulating RG-001 (rain), BB-001 (billboard tilt), EL-001 (elevator), CAM-001 (camera) "
-        f"at {speed:g}x; heavy rain on RG-001 opens a case within a minute. Ctrl-C stops."
+        f"at {speed:g}x over MQTT, and polls BB-M01 (inclinometer) and LIFT-M01 (elevator "
+        f"board) over Modbus TCP every {MODBUS_POLL_S:g} s; heavy rain on RG-001 opens a case "
+        f"within a minute. Ctrl-C stops."
     )
     console.rule()
 
