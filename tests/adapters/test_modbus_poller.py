@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
+import uvloop
 
 from gridwatch.adapters.modbus import (
     FailureReason,
@@ -267,3 +268,21 @@ def test_offline_after_must_be_positive():
 
     with pytest.raises(ValueError, match="offline_after must be at least 1"):
         ModbusPoller(handler=handler, observer=Recorder(), offline_after=0)
+
+
+def test_each_tick_is_polled_once_on_uvloop():
+    """uvloop's millisecond clock wakes a task just before its tick: it must not poll twice."""
+    recorder = Recorder()
+
+    async def poll_for_two_seconds() -> None:
+        async with ModbusDeviceServer(parse_scenario(fleet(20)), speed=1.0) as sim:
+            devices = [device_for(d, interval_s=0.1) for d in sim.devices]
+            async with polling(devices, recorder):
+                await asyncio.sleep(2.0)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(poll_for_two_seconds())
+    polls = [len(lags) for lags in recorder.lags.values()]
+    assert len(polls) == 20
+    assert 15 <= min(polls) <= max(polls) <= 21, polls
+    assert min(lag for lags in recorder.lags.values() for lag in lags) >= 0

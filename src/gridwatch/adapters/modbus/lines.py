@@ -87,11 +87,12 @@ class ModbusLine:
         request = _READS[block.table]
         try:
             # pymodbus bounds the answer by the client timeout; this bound also covers a
-            # client that never returns, so a device can never hold the line longer.
-            response: ModbusPDU = await asyncio.wait_for(
-                request(self._client, block.address, count=block.count, device_id=unit),
-                timeout_s * 2 + 0.5,
-            )
+            # client that never returns, so a device can never hold the line longer. (Not
+            # wait_for: on 3.11 it can swallow a cancellation that races the answer.)
+            async with asyncio.timeout(timeout_s * 2 + 0.5):
+                response: ModbusPDU = await request(
+                    self._client, block.address, count=block.count, device_id=unit
+                )
         except (TimeoutError, ModbusIOException) as err:
             raise PollError(FailureReason.TIMEOUT, f"no answer within {timeout_s:g}s") from err
         except ConnectionException as err:
@@ -128,7 +129,8 @@ class ModbusLine:
             if time.monotonic() < self._failed_until:
                 raise PollError(FailureReason.REFUSED, self._last_refusal)
             try:
-                connected = await asyncio.wait_for(self._client.connect(), timeout_s * 2 + 0.5)
+                async with asyncio.timeout(timeout_s * 2 + 0.5):
+                    connected = await self._client.connect()
             except (TimeoutError, OSError, ModbusException) as err:
                 connected, detail = False, f"{type(err).__name__}: {err}"
             else:

@@ -14,6 +14,7 @@ import collections
 import contextlib
 import logging
 import math
+import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -201,9 +202,17 @@ class ModbusPoller:
         last_fault: int | None = None
         offline = False
         tick = schedule.next_after(loop.time())
+        task = asyncio.current_task()
         while True:
+            if task is not None and task.cancelling():
+                # Python 3.11's wait_for (pymodbus awaits every answer with it) can return a
+                # result that raced a cancellation and drop the cancellation (gh-86296).
+                raise asyncio.CancelledError
             await asyncio.sleep(max(0.0, tick - loop.time()))
-            started = loop.time()
+            # uvloop's clock and sleeps are in whole milliseconds: a task can wake just before
+            # its tick, and must neither count negative lag nor take the same tick twice.
+            started = max(loop.time(), tick)
+            began = time.perf_counter()
             answers: dict[str, list[int]] = {}
             try:
                 decoded = await _read(line, device, answers)
@@ -223,7 +232,9 @@ class ModbusPoller:
                 tick = schedule.next_after(loop.time() + backoff.next_delay())
                 continue
             self._observer.polled(
-                sensor_id=device.sensor_id, latency_s=loop.time() - started, lag_s=started - tick
+                sensor_id=device.sensor_id,
+                latency_s=time.perf_counter() - began,
+                lag_s=started - tick,
             )
             backoff.reset()
             if offline:
@@ -254,15 +265,19 @@ class ModbusPoller:
 
 
 class _Schedule:
-    """Ticks at anchor + phase + k * interval on the event loop's clock."""
+    """Ticks at anchor + phase + k * interval on the event loop's clock, each handed out once."""
 
     def __init__(self, interval: float, phase: float, now: float) -> None:
         self.interval = interval
         self.anchor = math.floor(now / interval) * interval + phase
+        self._last = -1
 
     def next_after(self, t: float) -> float:
-        """The first tick strictly after `t`."""
-        k = math.floor((t - self.anchor) / self.interval) + 1
+        """The first tick after `t` that has not been handed out yet."""
+        # Tracking the tick's index, not comparing floats: anchor + k * interval divided back
+        # by the interval can come out a hair under k and hand out the same tick twice.
+        k = max(math.floor((t - self.anchor) / self.interval) + 1, self._last + 1)
+        self._last = k
         return self.anchor + k * self.interval
 
 
