@@ -2,6 +2,8 @@
 
 from enum import StrEnum
 
+from gridwatch.cases.lifecycle import Action
+
 
 class Role(StrEnum):
     """The roles an API key can have."""
@@ -22,12 +24,29 @@ class Permission(StrEnum):
     GRID_WRITE = "grid:write"
     CASES_READ = "cases:read"
     TEST_CASES_READ = "cases:read-test"
+    CASES_REPORT = "cases:report"
+    # The transitions route needs this; each action then needs its own permission below.
+    CASES_TRANSITION = "cases:transition"
+    CASES_DISPATCH = "cases:dispatch"
+    CASES_ACCEPT = "cases:accept"
+    CASES_FEEDBACK = "cases:feedback"
+    CASES_VERIFY = "cases:verify"
+    CASES_REJECT = "cases:reject"
+    CASES_CLOSE = "cases:close"
+    CASES_CANCEL = "cases:cancel"
+    CASES_POSTPONE = "cases:postpone"
+    CASES_APPROVE_POSTPONE = "cases:approve_postpone"
+    CASES_EVALUATE = "cases:evaluate"
+    CASES_REOPEN = "cases:reopen"
     METRICS_READ = "metrics:read"
     RULES_READ = "rules:read"
     RULES_WRITE = "rules:write"
 
 
 _EVERYONE = frozenset(Role)
+# The duty officer commands the loop; the dispatch system (or a unit's operator) works cases.
+_OFFICERS = frozenset({Role.OFFICER, Role.ADMIN})
+_DISPATCHERS = frozenset({Role.DISPATCHER, Role.ADMIN})
 
 ROLE_MATRIX: dict[Permission, frozenset[Role]] = {
     Permission.SENSORS_READ: _EVERYONE,
@@ -37,6 +56,19 @@ ROLE_MATRIX: dict[Permission, frozenset[Role]] = {
     Permission.CASES_READ: _EVERYONE,
     # Cases raised by sensors still being commissioned are the installers' business only.
     Permission.TEST_CASES_READ: frozenset({Role.INSTALLER, Role.ADMIN}),
+    Permission.CASES_REPORT: _OFFICERS,
+    Permission.CASES_TRANSITION: _OFFICERS | _DISPATCHERS,
+    Permission.CASES_DISPATCH: _OFFICERS,
+    Permission.CASES_ACCEPT: _DISPATCHERS,
+    Permission.CASES_FEEDBACK: _DISPATCHERS,
+    Permission.CASES_VERIFY: _OFFICERS,
+    Permission.CASES_REJECT: _OFFICERS,
+    Permission.CASES_CLOSE: _OFFICERS,
+    Permission.CASES_CANCEL: _OFFICERS,
+    Permission.CASES_POSTPONE: _DISPATCHERS,
+    Permission.CASES_APPROVE_POSTPONE: _OFFICERS,
+    Permission.CASES_EVALUATE: _OFFICERS,
+    Permission.CASES_REOPEN: _OFFICERS,
     Permission.METRICS_READ: _EVERYONE,
     Permission.RULES_READ: _EVERYONE,
     Permission.RULES_WRITE: frozenset({Role.ADMIN}),
@@ -46,3 +78,8 @@ ROLE_MATRIX: dict[Permission, frozenset[Role]] = {
 def allows(role: Role, permission: Permission) -> bool:
     """Whether `role` has `permission`."""
     return role in ROLE_MATRIX[permission]
+
+
+def action_permission(action: Action) -> Permission:
+    """The permission taking `action` on a case needs."""
+    return Permission(f"cases:{action.value}")

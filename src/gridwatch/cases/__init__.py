@@ -1,1 +1,1 @@
-"""The case domain: cases opened from alarms, their history, and the transactional outbox."""
+"""The case domain: cases from alarms and reports, the loop they go through, and the outbox."""

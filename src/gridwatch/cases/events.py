@@ -17,7 +17,16 @@ class CaseEventType(StrEnum):
     UPDATED = "gridwatch.case.updated"
     ESCALATED = "gridwatch.case.escalated"
     OVERDUE = "gridwatch.case.overdue"
+    DISPATCHED = "gridwatch.case.dispatched"
+    ACCEPTED = "gridwatch.case.accepted"
+    HANDLED = "gridwatch.case.handled"
+    VERIFIED = "gridwatch.case.verified"
+    REWORKED = "gridwatch.case.reworked"
+    POSTPONED = "gridwatch.case.postponed"
     CLOSED = "gridwatch.case.closed"
+    CANCELLED = "gridwatch.case.cancelled"
+    REOPENED = "gridwatch.case.reopened"
+    EVALUATED = "gridwatch.case.evaluated"
 
 
 def new_event_id() -> str:

@@ -5,7 +5,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint, false
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gridwatch.domain import Severity
@@ -44,6 +44,8 @@ class Case(Base):
     # Set while the case is open and cleared when it closes; NULLs do not collide in a
     # unique index on SQLite or PostgreSQL, so closed cases never block a new one.
     open_fingerprint: Mapped[str | None] = mapped_column(String(140), unique=True)
+    # The open key kept after closing, so a recurring alarm finds the case it reopens.
+    case_key: Mapped[str | None] = mapped_column(String(140), index=True)
     occurrences: Mapped[int] = mapped_column(Integer, default=1)
     alarm_active: Mapped[bool] = mapped_column(default=True)
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
@@ -54,9 +56,24 @@ class Case(Base):
     drill: Mapped[bool] = mapped_column(default=False)
     # Device health (offline, stuck, battery, clock): for maintenance teams, not the alarm board.
     maintenance: Mapped[bool] = mapped_column(default=False, server_default=false(), index=True)
+    # A manual report's words and where it is (a sensor case's place is its sensor's).
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    location: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # When the case last left the open set (closed or cancelled); bounds recurrence reopening.
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The deadline a pending postponement asks for, until an officer decides.
+    requested_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    rework_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    score: Mapped[int | None] = mapped_column(Integer)
     version: Mapped[int] = mapped_column(Integer, default=1)
     last_sequence: Mapped[int] = mapped_column(Integer, default=0)
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    # Every flush of a case is `UPDATE ... WHERE id = :id AND version = :v` with the version
+    # it was read at (StaleDataError when another writer got there first); the code sets the
+    # new version itself, so an alarm repeat and a transition both bump it by exactly one.
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}  # noqa: RUF012
 
     history: Mapped[list["CaseHistory"]] = relationship(
         back_populates="case",
@@ -142,6 +159,13 @@ class CaseSummary(BaseModel):
     maintenance: bool
     version: int
     evidence: dict[str, Any]
+    description: str
+    location: dict[str, Any] | None
+    closed_at: datetime | None
+    requested_due_at: datetime | None
+    rework_count: int
+    reopen_count: int
+    score: int | None
 
 
 class CaseRead(CaseSummary):

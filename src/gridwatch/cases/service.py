@@ -3,18 +3,21 @@
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from gridwatch.cases import lifecycle
 from gridwatch.cases.events import CaseEventType, cloud_event, new_event_id
 from gridwatch.cases.models import Case, CaseHistory, CaseStatus, CaseSummary, OutboxEvent
 from gridwatch.domain import AlarmEvent, AlarmTransition, Sensor, Severity
 
 SYSTEM_ACTOR = "rules"
+# A case closed less than this long before its alarm comes back is reopened, not duplicated.
+REOPEN_WITHIN = timedelta(hours=24)
 
 _Statement = TypeVar("_Statement", bound=Select[Any])
 
@@ -45,15 +48,29 @@ def new_case_id(opened_at: datetime) -> str:
     return f"GW-{opened_at:%Y%m%d}-{secrets.token_hex(5)}"
 
 
-async def apply_alarm(
-    *, session: AsyncSession, alarm: AlarmEvent, sensor: Sensor, test: bool = False
-) -> CaseChange:
-    """Open, update or annotate the one open case of the alarm's (sensor, rule).
+def case_key(alarm: AlarmEvent, *, test: bool) -> str:
+    """The key of the one open case an alarm belongs to: its (sensor, rule) fingerprint.
 
     A test case (from a sensor being commissioned) is kept apart from live ones, so a test
     case still open when the sensor goes live never absorbs its first real alarm.
     """
-    open_key = f"test:{alarm.fingerprint}" if test else alarm.fingerprint
+    return f"test:{alarm.fingerprint}" if test else alarm.fingerprint
+
+
+async def apply_alarm(
+    *,
+    session: AsyncSession,
+    alarm: AlarmEvent,
+    sensor: Sensor,
+    test: bool = False,
+    reopen_within: timedelta = REOPEN_WITHIN,
+) -> CaseChange:
+    """Open, update or annotate the one open case of the alarm's key (see `case_key`).
+
+    An alarm coming back within `reopen_within` of its last case being closed reopens that
+    case: the same problem recurring belongs with its history, not in a new case.
+    """
+    open_key = case_key(alarm, test=test)
     case = await session.scalar(
         select(Case)
         .where(Case.open_fingerprint == open_key)
@@ -64,9 +81,65 @@ async def apply_alarm(
         if alarm.transition is AlarmTransition.CLEARED:
             # Nothing open to annotate (closed by people before the alarm cleared).
             return CaseChange(case_id="", event_type=None)
+        closed = await _recently_closed(session, open_key, since=alarm.at - reopen_within)
+        if closed is not None:
+            _reopen(case=closed, alarm=alarm, open_key=open_key, window=reopen_within)
+            return CaseChange(
+                closed.id, await emit_event(session, closed, CaseEventType.REOPENED, alarm.at)
+            )
         case = _open_case(session=session, alarm=alarm, sensor=sensor, open_key=open_key)
-        return CaseChange(case.id, await _emit(session, case, CaseEventType.OPENED, alarm.at))
+        return CaseChange(case.id, await emit_event(session, case, CaseEventType.OPENED, alarm.at))
     return CaseChange(case.id, await _update_case(session=session, case=case, alarm=alarm))
+
+
+async def _recently_closed(session: AsyncSession, key: str, *, since: datetime) -> Case | None:
+    # Only the key's latest case counts: one cancelled as a false alarm since is not reopened.
+    latest = await session.scalar(
+        select(Case)
+        .where(Case.case_key == key)
+        .order_by(Case.opened_at.desc(), Case.id.desc())
+        .limit(1)
+        .options(selectinload(Case.history))
+        .with_for_update()
+    )
+    if latest is None or CaseStatus(latest.status) not in lifecycle.REOPENED_BY_RECURRENCE:
+        return None
+    if latest.closed_at is None or latest.closed_at < since:
+        return None
+    return latest
+
+
+def _reopen(*, case: Case, alarm: AlarmEvent, open_key: str, window: timedelta) -> None:
+    previous = CaseStatus(case.status)
+    case.status = lifecycle.next_state(previous, lifecycle.Action.REOPEN).value
+    case.open_fingerprint = open_key
+    case.closed_at = None
+    # The evaluation was of the episode that ended; the history keeps it.
+    case.score = None
+    case.reopen_count += 1
+    case.occurrences += 1
+    case.alarm_active = True
+    case.last_seen_at = max(case.last_seen_at, alarm.at)
+    case.updated_at = max(case.updated_at, alarm.at)
+    # A new episode: its severity is the alarm's now, even if the last one ended higher.
+    case.severity = alarm.severity.value
+    case.title = alarm.title
+    case.evidence = _evidence(alarm)
+    case.version += 1
+    record(
+        case,
+        at=alarm.at,
+        actor=SYSTEM_ACTOR,
+        action=lifecycle.Action.REOPEN,
+        from_status=previous,
+        note=f"the alarm recurred within {window} of closing",
+        data={
+            "recurrence": True,
+            "severity": alarm.severity.value,
+            "values": dict(alarm.values),
+            "reopenings": case.reopen_count,
+        },
+    )
 
 
 def _open_case(*, session: AsyncSession, alarm: AlarmEvent, sensor: Sensor, open_key: str) -> Case:
@@ -82,6 +155,7 @@ def _open_case(*, session: AsyncSession, alarm: AlarmEvent, sensor: Sensor, open
         unit=None,
         rule_id=alarm.rule_id,
         open_fingerprint=open_key,
+        case_key=open_key,
         occurrences=1,
         alarm_active=True,
         opened_at=alarm.at,
@@ -94,18 +168,23 @@ def _open_case(*, session: AsyncSession, alarm: AlarmEvent, sensor: Sensor, open
         version=1,
         last_sequence=0,
         evidence=_evidence(alarm),
+        description="",
+        location=None,
+        closed_at=None,
+        requested_due_at=None,
+        rework_count=0,
+        reopen_count=0,
+        score=None,
         history=[],
     )
-    case.history.append(
-        CaseHistory(
-            at=alarm.at,
-            actor=SYSTEM_ACTOR,
-            action="report",
-            from_status=None,
-            to_status=case.status,
-            note=alarm.title,
-            data={"severity": alarm.severity.value, "values": dict(alarm.values)},
-        )
+    record(
+        case,
+        at=alarm.at,
+        actor=SYSTEM_ACTOR,
+        action=lifecycle.REPORT,
+        from_status=None,
+        note=alarm.title,
+        data={"severity": alarm.severity.value, "values": dict(alarm.values)},
     )
     session.add(case)
     return case
@@ -118,8 +197,8 @@ async def _update_case(
     case.updated_at = max(case.updated_at, alarm.at)
     if alarm.transition is AlarmTransition.CLEARED:
         case.alarm_active = False
-        _record(case, alarm, action="alarm_cleared", note="the alarm condition cleared")
-        return await _emit(session, case, CaseEventType.UPDATED, alarm.at)
+        _record(case, alarm, action=lifecycle.ALARM_CLEARED, note="the alarm condition cleared")
+        return await emit_event(session, case, CaseEventType.UPDATED, alarm.at)
     case.occurrences += 1
     case.last_seen_at = max(case.last_seen_at, alarm.at)
     case.alarm_active = True
@@ -128,8 +207,9 @@ async def _update_case(
         previous = case.severity
         case.severity = alarm.severity.value
         case.title = alarm.title
-        _record(case, alarm, action="escalate", note=f"severity {previous} -> {alarm.severity}")
-        return await _emit(session, case, CaseEventType.ESCALATED, alarm.at)
+        note = f"severity {previous} -> {alarm.severity}"
+        _record(case, alarm, action=lifecycle.ESCALATE, note=note)
+        return await emit_event(session, case, CaseEventType.ESCALATED, alarm.at)
     # A repeat only counts: one webhook per reading would flood the dispatch system, and
     # the next emitted event carries the occurrence count anyway.
     return None
@@ -146,22 +226,49 @@ def _evidence(alarm: AlarmEvent) -> dict[str, object]:
 
 
 def _record(case: Case, alarm: AlarmEvent, *, action: str, note: str) -> None:
+    record(
+        case,
+        at=alarm.at,
+        actor=SYSTEM_ACTOR,
+        action=action,
+        from_status=CaseStatus(case.status),
+        note=note,
+        data={"severity": alarm.severity.value, "values": dict(alarm.values)},
+    )
+
+
+def record(
+    case: Case,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    from_status: CaseStatus | None,
+    note: str,
+    data: dict[str, Any],
+) -> None:
+    """Append a history entry leading to the case's current status."""
     case.history.append(
         CaseHistory(
-            at=alarm.at,
-            actor=SYSTEM_ACTOR,
+            at=at,
+            actor=actor,
             action=action,
-            from_status=case.status,
+            from_status=from_status.value if from_status else None,
             to_status=case.status,
             note=note,
-            data={"severity": alarm.severity.value, "values": dict(alarm.values)},
+            data=data,
         )
     )
 
 
-async def _emit(
+async def emit_event(
     session: AsyncSession, case: Case, event_type: CaseEventType, at: datetime
 ) -> CaseEventType:
+    """Write the case's next event to the outbox, in the caller's transaction.
+
+    The flush is the case's conditional UPDATE (`WHERE version = ...`): StaleDataError here
+    means another writer changed the case since it was read.
+    """
     await session.flush()
     case.last_sequence += 1
     event_id = new_event_id()

@@ -117,6 +117,7 @@ def main() -> None:
     """Console-script entry point."""
     # Importing the command modules registers their commands on `app`.
     from gridwatch.cli import (  # noqa: F401
+        case_commands,
         grid_acl_commands,
         registry_commands,
         rules_commands,

@@ -1,0 +1,250 @@
+"""People move cases through the loop: manual reports and transitions, each with its event.
+
+Optimistic concurrency: a transition names the version it was decided on, and its write is
+the conditional UPDATE of the case's mapper (`WHERE id = :id AND version = :v`), so of two
+writers at one version exactly one wins, on SQLite as on PostgreSQL.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
+
+from gridwatch.cases import lifecycle
+from gridwatch.cases.errors import CaseNotFoundError, InvalidRequestError, VersionMismatchError
+from gridwatch.cases.events import CaseEventType
+from gridwatch.cases.lifecycle import Action, Input, TransitionRefusedError
+from gridwatch.cases.models import Case, CaseHistory, CaseStatus
+from gridwatch.cases.requests import CaseReport, TransitionRequest
+from gridwatch.cases.service import emit_event, get_case, new_case_id, record
+
+MANUAL_KIND = "manual"
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who acts: `id` is what history records (`key_…`, `cli:alice`); `name` is kept beside it."""
+
+    id: str
+    name: str = ""
+
+    def data(self) -> dict[str, Any]:
+        """What a history entry keeps about the actor beyond its id."""
+        return {"actor_name": self.name} if self.name and self.name != self.id else {}
+
+
+async def report_case(
+    *, session: AsyncSession, report: CaseReport, actor: Actor, at: datetime
+) -> Case:
+    """Open a case reported by a person; it enters the loop as reported, like an alarm's."""
+    links = [str(link) for link in report.evidence]
+    case = Case(
+        id=new_case_id(at),
+        status=CaseStatus.REPORTED.value,
+        severity=report.severity.value,
+        category=report.category,
+        kind=MANUAL_KIND,
+        title=report.title,
+        sensor_id=None,
+        grid=report.grid,
+        unit=None,
+        rule_id=None,
+        # No alarm repeats or recurs into a manual case, so it holds no open key.
+        open_fingerprint=None,
+        case_key=None,
+        occurrences=1,
+        alarm_active=False,
+        opened_at=at,
+        updated_at=at,
+        last_seen_at=at,
+        due_at=None,
+        overdue=False,
+        drill=False,
+        maintenance=False,
+        version=1,
+        last_sequence=0,
+        evidence={"links": links},
+        description=report.description,
+        location=report.location.model_dump() if report.location else None,
+        closed_at=None,
+        requested_due_at=None,
+        rework_count=0,
+        reopen_count=0,
+        score=None,
+        history=[],
+    )
+    record(
+        case,
+        at=at,
+        actor=actor.id,
+        action=lifecycle.REPORT,
+        from_status=None,
+        note=report.title,
+        data={"severity": report.severity.value, "evidence": links} | actor.data(),
+    )
+    session.add(case)
+    await emit_event(session, case, CaseEventType.OPENED, at)
+    return case
+
+
+async def transition(
+    *,
+    session: AsyncSession,
+    case_id: str,
+    versions: frozenset[int],
+    request: TransitionRequest,
+    actor: Actor,
+    at: datetime,
+    include_test: bool = True,
+) -> Case:
+    """Take `request.action` on the case if it is at one of `versions`; returns the case.
+
+    Raises InvalidRequestError (inputs), CaseNotFoundError, VersionMismatchError (the case is
+    not at one of `versions`, or a concurrent writer won) or TransitionRefusedError (not now,
+    in this state); the caller's transaction then holds no change.
+    """
+    action = request.action
+    problems = lifecycle.request_problems(action, request.given(), denied=request.approved is False)
+    if request.due_at is not None and request.due_at <= at:
+        problems.setdefault(Input.DUE_AT, "must be in the future")
+    if problems:
+        raise InvalidRequestError(problems)
+    case = await get_case(session=session, case_id=case_id)
+    if case is None or (case.drill and not include_test):
+        raise CaseNotFoundError(case_id)
+    if case.version not in versions:
+        raise VersionMismatchError(case_id=case_id, expected=versions, current=case.version)
+    state = CaseStatus(case.status)
+    target = lifecycle.next_state(state, action)
+    # Every check (and query) comes before the first change: a query would autoflush it.
+    await _check(session, case, state, request)
+    data = _apply(case, state, request, at)
+    case.status = target.value
+    case.version += 1
+    case.updated_at = max(case.updated_at, at)
+    record(
+        case,
+        at=at,
+        actor=actor.id,
+        action=action,
+        from_status=state,
+        note=request.note.strip(),
+        data=data | _links(request) | actor.data(),
+    )
+    try:
+        await emit_event(session, case, lifecycle.SPECS[action].event, at)
+    except StaleDataError as err:
+        raise VersionMismatchError(case_id=case_id, expected=versions, current=None) from err
+    return case
+
+
+async def _check(
+    session: AsyncSession, case: Case, state: CaseStatus, request: TransitionRequest
+) -> None:
+    match request.action:
+        case Action.VERIFY:
+            reason = lifecycle.sensor_gate(
+                sensor_raised=case.sensor_id is not None,
+                alarm_active=case.alarm_active,
+                override=request.override,
+            )
+            if reason is not None:
+                raise TransitionRefusedError(state=state, action=request.action, reason=reason)
+        case Action.POSTPONE if case.due_at is not None:
+            assert request.due_at is not None  # required for postpone
+            if request.due_at <= case.due_at:
+                raise InvalidRequestError(
+                    {Input.DUE_AT: f"must be after the deadline {case.due_at}"}
+                )
+        case Action.REOPEN if case.case_key is not None:
+            holder = await session.scalar(
+                select(Case.id).where(Case.open_fingerprint == case.case_key)
+            )
+            if holder is not None:
+                reason = f"case {holder} is open for the same alarm; work on that one"
+                raise TransitionRefusedError(state=state, action=request.action, reason=reason)
+        case _:
+            pass
+
+
+def _apply(
+    case: Case, state: CaseStatus, request: TransitionRequest, at: datetime
+) -> dict[str, Any]:
+    # The case's changes for the action; returns what its history entry records about them.
+    match request.action:
+        case Action.DISPATCH:
+            assert request.unit is not None  # required for dispatch
+            data: dict[str, Any] = {"unit": request.unit}
+            if state is CaseStatus.DISPATCHED and case.unit != request.unit:
+                data["reassigned_from"] = case.unit
+            case.unit = request.unit
+            if request.due_at is not None:
+                case.due_at = request.due_at
+                data["due_at"] = request.due_at.isoformat()
+            return data
+        case Action.VERIFY:
+            return _verification(case, override=request.override)
+        case Action.REJECT:
+            case.rework_count += 1
+            return {"rework": case.rework_count}
+        case Action.CLOSE | Action.CANCEL:
+            # Off the open key: the alarm's next raise reopens or opens, never updates it.
+            case.open_fingerprint = None
+            case.closed_at = at
+            return {}
+        case Action.POSTPONE:
+            assert request.due_at is not None  # required for postpone
+            case.requested_due_at = request.due_at
+            return {"due_at": request.due_at.isoformat(), "previous_due_at": _iso(case.due_at)}
+        case Action.APPROVE_POSTPONE:
+            approved = request.approved is not False
+            if approved and case.requested_due_at is not None:
+                case.due_at = case.requested_due_at
+            case.requested_due_at = None
+            return {"approved": approved, "due_at": _iso(case.due_at)}
+        case Action.EVALUATE:
+            case.score = request.score
+            return {"score": request.score}
+        case Action.REOPEN:
+            case.open_fingerprint = case.case_key
+            case.closed_at = None
+            case.score = None
+            case.reopen_count += 1
+            return {"reopenings": case.reopen_count}
+        case _:
+            return {}
+
+
+def _verification(case: Case, *, override: bool) -> dict[str, Any]:
+    if case.sensor_id is None:
+        return {}
+    # What the sensor said when it stopped alarming is what verifies the handling; with an
+    # override it may have said nothing yet, and the officer's note stands in for it.
+    cleared = _clearance(case.history)
+    return {
+        "override": override,
+        "alarm_active": case.alarm_active,
+        "cleared": {"at": cleared.at.isoformat(), **cleared.data} if cleared else None,
+        "alarm_evidence": case.evidence,
+    }
+
+
+def _clearance(history: list[CaseHistory]) -> CaseHistory | None:
+    # The latest alarm_cleared of the current episode (since it was reported or reopened).
+    for entry in reversed(history):
+        if entry.action == lifecycle.ALARM_CLEARED:
+            return entry
+        if entry.action in (lifecycle.REPORT, Action.REOPEN):
+            return None
+    return None
+
+
+def _links(request: TransitionRequest) -> dict[str, Any]:
+    return {"evidence": [str(link) for link in request.evidence]} if request.evidence else {}
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
