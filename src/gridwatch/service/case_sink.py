@@ -5,6 +5,7 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
 from gridwatch.cases.service import CaseChange, apply_alarm
 from gridwatch.domain import AlarmEvent, Sensor, SensorStatus
@@ -43,6 +44,10 @@ class DatabaseCaseSink:
                 ]
         except (OperationalError, InterfaceError, OSError) as err:
             raise TransientError(str(err)) from err
+        except StaleDataError as err:
+            # A person changed the case between our read and our write (SQLite has no row
+            # locks): read it again and apply the alarm to what they left.
+            raise TransientError(f"case changed concurrently: {err}") from err
         for change in changes:
             if change.event_type is None:
                 continue
