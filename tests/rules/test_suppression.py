@@ -152,3 +152,15 @@ def test_maintenance_windows_can_also_be_given_to_the_engine(tmp_path):
 def test_sensor_status_other_than_active_raises_nothing(tmp_path, status):
     engine = engine_from(tmp_path, WINDOWED.split("maintenance_windows")[0])
     assert run(engine, sensor("S-5", status=status), [(0, {"v": 9.0})]) == []
+
+
+def test_an_escalation_latches_on_readings_that_lack_the_rules_own_field(tmp_path):
+    engine = engine_from(tmp_path, BILLBOARD)
+    board = sensor("BB-1", "tilt")
+    events = []
+    for seconds, values in [(0, {"wind_ms": 15.0}), (60, {"dev": 0.3})]:
+        events += engine.evaluate(board, reading(board, seconds, values))
+    assert [(e.rule_id, e.transition.value, e.severity.value) for e in events] == [
+        ("gale", "raised", "blue"),
+        ("lean", "raised", "orange"),
+    ]

@@ -1,4 +1,4 @@
-"""The numpy ring-buffer series against a plain list, over wide random inputs."""
+"""The ring-buffer series against a plain list, over wide random inputs."""
 
 import math
 
@@ -36,6 +36,18 @@ def test_window_aggregates_match_a_plain_list(steps, window):
         assert series.extreme(window, t, largest=False) == (min(inside) if inside else None)
         expected_delta = inside[-1] - inside[0] if inside else None
         assert series.delta(window, t) == expected_delta
+
+
+@pytest.mark.parametrize("window", [10.0, 63.0, 64.0, 100.0, 250.0])
+def test_max_and_min_agree_on_both_sides_of_the_numpy_cut_over(window):
+    # Span 250 over 400 pushes: the ring has wrapped, so some windows straddle its end.
+    series = Series(250.0, values=True, sums=False)
+    samples = [(float(t), float((t * 37) % 101)) for t in range(400)]
+    for t, value in samples:
+        series.push(t, value)
+    inside = _naive(samples, window, 399.0)
+    assert series.extreme(window, 399.0, largest=True) == max(inside)
+    assert series.extreme(window, 399.0, largest=False) == min(inside)
 
 
 def test_old_samples_are_evicted_and_memory_stays_bounded():

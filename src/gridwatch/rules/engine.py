@@ -73,8 +73,9 @@ class RuleEngine:
                 if ctx.latched is None:
                     ctx.latched = {}
                 ctx.latched[name] = values[name]
-        t = reading.ts.timestamp()
-        ctx.arrived = t if reading.received_at is reading.ts else reading.received_at.timestamp()
+        ts, received_at = reading.ts, reading.received_at
+        t = ts.timestamp()
+        ctx.arrived = t if received_at is ts else received_at.timestamp()
         channel = reading.channel
         index = 0 if channel is _TELEMETRY else 1 if channel is _EVENT else 2
         plan = ctx.plan
@@ -86,14 +87,17 @@ class RuleEngine:
                 series.push(t, value)
         events: list[AlarmEvent] = []
         slots = ctx.slots
-        for position in plan.by_channel[index]:
+        for position, observe, escalate, needs in plan.observers[index]:
+            if needs is not None and needs not in values:
+                continue
             slot = slots[position]
-            runtime: CompiledRule = slot.runtime
-            if slot.escalation is not None:
-                _escalate(slot, runtime, reading, t, ctx)
-            verdict = runtime.evaluator.observe(slot, reading, t, ctx)
+            if escalate is not None:
+                escalation = slot.escalation
+                assert escalation is not None  # the plan gave the rule an escalation slot
+                escalation.latch(escalate(escalation, reading, t, ctx))
+            verdict = observe(slot, reading, t, ctx)
             if verdict is not None:
-                event = self._settle(ctx, slot, verdict, reading.ts, from_tick=False)
+                event = self._settle(ctx, slot, verdict, ts, from_tick=False)
                 if event is not None:
                     events.append(event)
         return events
@@ -203,14 +207,6 @@ class RuleEngine:
             for slot in ctx.slots:
                 slot.announced = slot.active
         return count
-
-
-def _escalate(
-    slot: Slot, runtime: CompiledRule, reading: Reading, t: float, ctx: SensorContext
-) -> None:
-    escalation = slot.escalation
-    if escalation is not None and runtime.escalation is not None:
-        escalation.latch(runtime.escalation.observe(escalation, reading, t, ctx))
 
 
 def _as_pack(rules: Sequence[Rule] | RulePack, windows: Sequence[Any]) -> RulePack:

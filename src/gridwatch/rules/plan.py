@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from gridwatch.domain import Channel, Sensor, Severity
 from gridwatch.rules.conditions import Evaluator, SensorContext, SeriesSpec, Slot, build_evaluator
-from gridwatch.rules.conditions.base import EscalatedSlot, PartSlot, Sampler
+from gridwatch.rules.conditions.base import EscalatedSlot, Observe, PartSlot, Sampler
 from gridwatch.rules.loader import RulePack, error_location
 from gridwatch.rules.models import MaintenanceWindow, Rule
 from gridwatch.rules.models.common import compile_predicate
@@ -173,7 +173,9 @@ class Plan:
     specs: tuple[SeriesSpec, ...]  # merged: one per series key
     series_index: dict[str, int]  # series key -> series position
     feeds: tuple[tuple[tuple[Sampler, int], ...], ...]  # per channel: (sampler, series position)
-    by_channel: tuple[tuple[int, ...], ...]  # per channel: slot positions, in rule order
+    # Per channel, in rule order: (slot position, the rule's observe, its escalation's observe,
+    # the field it needs). Bound methods looked up once per plan, not per reading and rule.
+    observers: tuple[tuple[tuple[int, Observe, Observe | None, str | None], ...], ...]
     timed: tuple[int, ...]  # slot positions tick() must visit
 
 
@@ -205,8 +207,18 @@ def make_plan(compiled: Sequence[CompiledRule]) -> Plan:
             tuple((spec.sample, pos) for pos, spec in enumerate(specs) if channel in spec.channels)
             for channel in CHANNELS
         ),
-        by_channel=tuple(
-            tuple(pos for pos, item in enumerate(compiled) if channel in item.evaluator.channels)
+        observers=tuple(
+            tuple(
+                (
+                    pos,
+                    item.evaluator.observe,
+                    item.escalation.observe if item.escalation is not None else None,
+                    # An escalation watches other fields: its rule is never skipped.
+                    item.evaluator.needs if item.escalation is None else None,
+                )
+                for pos, item in enumerate(compiled)
+                if channel in item.evaluator.channels
+            )
             for channel in CHANNELS
         ),
         timed=tuple(pos for pos, item in enumerate(compiled) if item.timed),

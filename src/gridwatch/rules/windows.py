@@ -1,24 +1,28 @@
-"""Per-sensor sample series in numpy ring buffers, with O(1) sliding-window sums and counts.
+"""Per-sensor sample series in ring buffers, with O(1) sliding-window sums and counts.
 
 A series keeps (time, value) samples of one derived quantity of one sensor (rain increments,
 tilt deviation, camera detections), bounded by the longest window any rule asks of it. Sums
 use an exclusive prefix sum stored beside each sample, so the sum over any window is one
 subtraction; per-window cursors only move forward, so finding a window's start is amortised
 O(1). Max, min and delta read the values directly.
+
+The rings are `array('d')`: as compact as numpy's float64 arrays, and reading one element
+from Python costs half as much (no numpy scalar is made), which is what the hot path does.
 """
 
+from array import array
 from typing import Any, Final
 
 import numpy as np
-import numpy.typing as npt
 
 INITIAL_CAPACITY: Final = 8
 # Beyond this many samples inside the longest window the oldest are overwritten: a sensor
 # reporting faster than span / MAX_CAPACITY gets approximate windows instead of unbounded memory.
 MAX_CAPACITY: Final = 8192
+# From this many samples on, numpy's max/min beats the builtin's loop despite its fixed cost.
+_NUMPY_EXTREME_FROM: Final = 64
 
-_Array = npt.NDArray[np.float64]
-_EMPTY: _Array = np.empty(0)
+_EMPTY: Final = array("d")
 
 
 class Series:
@@ -43,9 +47,9 @@ class Series:
         self.span = span
         # Arrays are allocated at the first push: many series (snow on a rain gauge) stay empty.
         self._cap = 0
-        self._ts: _Array = _EMPTY
-        self._val: _Array | None = _EMPTY if values else None
-        self._cum: _Array | None = _EMPTY if sums else None
+        self._ts: array[float] = _EMPTY
+        self._val: array[float] | None = _EMPTY if values else None
+        self._cum: array[float] | None = _EMPTY if sums else None
         self._n = 0  # samples ever pushed: the absolute index of the next one
         self._size = 0  # samples held
         self._off = 0  # ring position of absolute index i is (i + _off) % _cap
@@ -61,19 +65,27 @@ class Series:
     def __len__(self) -> int:
         return self._size
 
+    @property
+    def pushed(self) -> int:
+        """Samples ever pushed: the absolute index the next one will get."""
+        return self._n
+
     def push(self, t: float, value: float) -> None:
         """Append a sample, evicting what no window can see any more."""
-        t = max(t, self.last_t)
+        if t < self.last_t:
+            t = self.last_t
         if self._size == self._cap:
             self._make_room(t)
-        pos = (self._n + self._off) % self._cap
+        n = self._n
+        pos = (n + self._off) % self._cap
         self._ts[pos] = t
-        if self._val is not None:
-            self._val[pos] = value
-        if self._cum is not None:
-            self._cum[pos] = self.total
+        val, cum = self._val, self._cum
+        if val is not None:
+            val[pos] = value
+        if cum is not None:
+            cum[pos] = self.total
         self.total += value
-        self._n += 1
+        self._n = n + 1
         self._size += 1
         self.last_t = t
 
@@ -84,26 +96,32 @@ class Series:
         ):
             self._size -= 1
             return
-        order = self._order()
         capacity = min(MAX_CAPACITY, max(INITIAL_CAPACITY, self._cap + self._cap // 4 + 4))
-        self._ts = _grown(self._ts[order], capacity)
+        self._ts = _grown(self._ordered(self._ts), capacity)
         if self._val is not None:
-            self._val = _grown(self._val[order], capacity)
+            self._val = _grown(self._ordered(self._val), capacity)
         if self._cum is not None:
-            self._cum = _grown(self._cum[order], capacity)
+            self._cum = _grown(self._ordered(self._cum), capacity)
         self._cap = capacity
         self._off = (-oldest) % capacity
 
-    def _order(self) -> npt.NDArray[np.intp]:
-        oldest = self._n - self._size
-        return (np.arange(oldest, self._n) + self._off) % max(self._cap, 1)
+    def _ordered(self, ring: "array[float]") -> "array[float]":
+        # The held samples of one ring, oldest first.
+        if not self._size:
+            return array("d")
+        first = (self._n - self._size + self._off) % self._cap
+        end = first + self._size
+        return ring[first:end] if end <= self._cap else ring[first:] + ring[: end - self._cap]
 
     def start(self, window: float, now: float) -> int:
         """Absolute index of the first held sample newer than `now - window`."""
-        first = self._n - self._size
-        index = max(self._cursors.get(window, first), first)
+        n = self._n
+        first = n - self._size
+        index = self._cursors.get(window, first)
+        if index < first:
+            index = first
         edge = now - window
-        ts, cap, off, n = self._ts, self._cap, self._off, self._n
+        ts, cap, off = self._ts, self._cap, self._off
         while index < n and ts[(index + off) % cap] <= edge:
             index += 1
         self._cursors[window] = index
@@ -111,7 +129,21 @@ class Series:
 
     def _cum_at(self, index: int) -> float:
         assert self._cum is not None
-        return self.total if index >= self._n else float(self._cum[(index + self._off) % self._cap])
+        return self.total if index >= self._n else self._cum[(index + self._off) % self._cap]
+
+    def newest_at_least(self, limit: float, since: int) -> int:
+        """Absolute index of the newest held sample from index `since` on valued >= limit, or -1."""
+        val = self._val
+        assert val is not None
+        cap, off = self._cap, self._off
+        for index in range(self._n - 1, max(since, self._n - self._size) - 1, -1):
+            if val[(index + off) % cap] >= limit:
+                return index
+        return -1
+
+    def holds_after(self, index: int, edge: float) -> bool:
+        """Whether the sample with absolute index `index` is still held and newer than `edge`."""
+        return index >= self._n - self._size and self._ts[(index + self._off) % self._cap] > edge
 
     def count(self, window: float, now: float) -> int:
         """Samples inside (now - window, now]."""
@@ -119,7 +151,11 @@ class Series:
 
     def sum(self, window: float, now: float) -> float:
         """Sum of the values inside the window."""
-        return self.total - self._cum_at(self.start(window, now))
+        index = self.start(window, now)
+        total = self.total
+        cum = self._cum
+        assert cum is not None
+        return total - (total if index >= self._n else cum[(index + self._off) % self._cap])
 
     def mean(self, window: float, now: float) -> float | None:
         """Mean of the values inside the window, None when it is empty."""
@@ -129,39 +165,46 @@ class Series:
 
     def extreme(self, window: float, now: float, *, largest: bool) -> float | None:
         """Max (or min) of the values inside the window, None when it is empty."""
-        assert self._val is not None
+        val = self._val
+        assert val is not None
         index = self.start(window, now)
-        if index >= self._n:
+        count = self._n - index
+        if count <= 0:
             return None
-        first, last = (index + self._off) % self._cap, (self._n - 1 + self._off) % self._cap
-        parts = (
-            [self._val[first : last + 1]]
-            if first <= last
-            else [self._val[first:], self._val[: last + 1]]
-        )
-        # The array's own method: np.max/np.min add a Python dispatch layer that costs more
-        # than the reduction over a window's few samples.
-        found = [float(part.max() if largest else part.min()) for part in parts]
+        first = (index + self._off) % self._cap
+        end = first + count
+        if count < _NUMPY_EXTREME_FROM:
+            parts = [val[first:end]] if end <= self._cap else [val[first:], val[: end - self._cap]]
+            found = [max(part) if largest else min(part) for part in parts]
+        else:
+            # A view of the ring, not a copy; the array's own method: np.max/np.min add a
+            # Python dispatch layer that costs more than the reduction.
+            ring = np.frombuffer(val)
+            views = (
+                [ring[first:end]] if end <= self._cap else [ring[first:], ring[: end - self._cap]]
+            )
+            found = [float(view.max() if largest else view.min()) for view in views]
         return max(found) if largest else min(found)
 
     def delta(self, window: float, now: float) -> float | None:
         """Newest value minus the oldest inside the window, None when it is empty."""
-        assert self._val is not None
+        val = self._val
+        assert val is not None
         index = self.start(window, now)
         if index >= self._n:
             return None
-        val, cap, off = self._val, self._cap, self._off
-        return float(val[(self._n - 1 + off) % cap] - val[(index + off) % cap])
+        cap, off = self._cap, self._off
+        return val[(self._n - 1 + off) % cap] - val[(index + off) % cap]
 
     def time_at(self, index: int) -> float:
         """Time of the sample with absolute index `index` (must be held)."""
-        return float(self._ts[(index + self._off) % self._cap])
+        return self._ts[(index + self._off) % self._cap]
 
     def oldest_time(self) -> float | None:
         """Time of the oldest sample held."""
         if not self._size:
             return None
-        return float(self._ts[(self._n - self._size + self._off) % self._cap])
+        return self._ts[(self._n - self._size + self._off) % self._cap]
 
     def rate(self, window: float, smooth: float, now: float) -> float | None:
         """Change per second between the mean of the window's first and last `smooth`.
@@ -169,41 +212,46 @@ class Series:
         None until the series covers the whole window (a rate from a part would overshoot).
         """
         start = self.start(window, now)
-        oldest = self.oldest_time()
-        if oldest is None or oldest > now - window + smooth or start >= self._n:
+        n, size = self._n, self._size
+        # oldest_time() and _cum_at() inlined: this runs on every reading of a tilt sensor.
+        ts, cap, off = self._ts, self._cap, self._off
+        if not size or ts[(n - size + off) % cap] > now - window + smooth or start >= n:
             return None
         early_end = self.start(window - smooth, now)
         late = self.start(smooth, now)
-        if early_end <= start or late >= self._n:
+        if early_end <= start or late >= n:
             return None
-        early_mean = (self._cum_at(early_end) - self._cum_at(start)) / (early_end - start)
-        late_mean = (self.total - self._cum_at(late)) / (self._n - late)
+        cum, total = self._cum, self.total
+        assert cum is not None
+        at_start = cum[(start + off) % cap]
+        at_early_end = total if early_end >= n else cum[(early_end + off) % cap]
+        early_mean = (at_early_end - at_start) / (early_end - start)
+        late_mean = (total - cum[(late + off) % cap]) / (n - late)
         return (late_mean - early_mean) / (window - smooth)
 
     def dump(self) -> dict[str, Any]:
         """The samples as JSON-able lists, oldest first."""
-        order = self._order()
         return {
             "span": self.span,
             "memo": self.memo,
             "n": self._n,
             "total": self.total,
             "last_t": self.last_t if self._size else None,
-            "ts": self._ts[order].tolist(),
-            "val": None if self._val is None else self._val[order].tolist(),
-            "cum": None if self._cum is None else self._cum[order].tolist(),
+            "ts": self._ordered(self._ts).tolist(),
+            "val": None if self._val is None else self._ordered(self._val).tolist(),
+            "cum": None if self._cum is None else self._ordered(self._cum).tolist(),
         }
 
     def load(self, raw: dict[str, Any]) -> None:
         """Replace the samples with a dump from a series of the same shape."""
-        ts = np.asarray(raw["ts"], dtype=np.float64)
+        ts = array("d", raw["ts"])
         size = len(ts)
         capacity = max(INITIAL_CAPACITY, min(MAX_CAPACITY, size + size // 4 + 4))
         self._ts = _grown(ts[-capacity:], capacity)
         if self._val is not None and raw["val"] is not None:
-            self._val = _grown(np.asarray(raw["val"], dtype=np.float64)[-capacity:], capacity)
+            self._val = _grown(array("d", raw["val"])[-capacity:], capacity)
         if self._cum is not None and raw["cum"] is not None:
-            self._cum = _grown(np.asarray(raw["cum"], dtype=np.float64)[-capacity:], capacity)
+            self._cum = _grown(array("d", raw["cum"])[-capacity:], capacity)
         self._cap = capacity
         self._size = min(size, capacity)
         self._n = int(raw["n"])
@@ -214,7 +262,7 @@ class Series:
         self.last_t = float("-inf") if raw["last_t"] is None else float(raw["last_t"])
 
 
-def _grown(ordered: _Array, capacity: int) -> _Array:
-    out = np.empty(capacity)
+def _grown(ordered: "array[float]", capacity: int) -> "array[float]":
+    out = array("d", bytes(8 * capacity))
     out[: len(ordered)] = ordered
     return out

@@ -95,7 +95,7 @@ class PointBuilder:
     """
 
     def __init__(self) -> None:
-        self._series: dict[tuple[str, str, str], tuple[Sensor, Series]] = {}
+        self._series: dict[tuple[str, Channel, str], tuple[Sensor, Series]] = {}
         self._last_total: dict[str, float] = {}
 
     def point(self, sensor: Sensor, reading: Reading) -> Point:
@@ -133,7 +133,8 @@ class PointBuilder:
                     fields[RAIN_MM] = rain_increment(last, float(total))
 
     def _series_for(self, sensor: Sensor, channel: Channel, event_type: str | None) -> Series:
-        key = (sensor.id, channel.value, event_type or "")
+        # The member, not its .value: an enum property costs more than the dict lookup.
+        key = (sensor.id, channel, event_type or "")
         cached = self._series.get(key)
         # Sensors are frozen and replaced whole on change, so identity tells us it is current.
         if cached is not None and cached[0] is sensor:

@@ -137,6 +137,10 @@ class SensorContext:
         ]
 
 
+# An evaluator's observe, bound: (slot, reading, device time, context) -> verdict.
+Observe = Callable[["Slot", Reading, float, "SensorContext"], "Verdict | None"]
+
+
 @dataclass(frozen=True, slots=True)
 class SeriesSpec:
     """A series a condition reads: its identity, how far back it must reach, what it keeps."""
@@ -154,6 +158,9 @@ class Evaluator(ABC):
 
     channels: frozenset[Channel] = DATA_CHANNELS
     timed: bool = False
+    # A field without which observe() returns None and changes nothing, whatever the slot's
+    # state: the engine skips the call for readings that lack it (most lack most fields).
+    needs: str | None = None
 
     def series_specs(self) -> tuple[SeriesSpec, ...]:
         """The series this condition reads; the engine feeds them before evaluating."""

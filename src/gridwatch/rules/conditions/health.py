@@ -6,6 +6,7 @@ from gridwatch.domain import Channel, Reading
 from gridwatch.rules.conditions.base import (
     ALL_CHANNELS,
     DATA_CHANNELS,
+    NUMBERS,
     Evaluator,
     SensorContext,
     Slot,
@@ -19,6 +20,8 @@ from gridwatch.rules.models import (
     StuckCondition,
     format_duration,
 )
+
+_STATUS = Channel.STATUS
 
 
 class DeadmanEvaluator(Evaluator):
@@ -37,7 +40,7 @@ class DeadmanEvaluator(Evaluator):
 
     def observe(self, slot: Slot, reading: Reading, t: float, ctx: SensorContext) -> Verdict | None:
         arrived = ctx.arrived
-        if reading.channel is Channel.STATUS and reading.values.get("status") == "offline":
+        if reading.channel is _STATUS and reading.values.get("status") == "offline":
             slot.due = None
             if not self.offline_status:
                 return None
@@ -81,6 +84,7 @@ class StuckEvaluator(Evaluator):
 
     def __init__(self, condition: StuckCondition) -> None:
         self.fields = tuple(condition.fields)
+        self.needs = self.fields[0]
         self.for_s = condition.for_s
         self.min_readings = condition.min_readings
         self.tolerance = condition.tolerance
@@ -91,17 +95,24 @@ class StuckEvaluator(Evaluator):
         return [None, 0.0, 0]  # last values, since, readings with them
 
     def observe(self, slot: Slot, reading: Reading, t: float, ctx: SensorContext) -> Verdict | None:
+        values = reading.values
         current: list[float] = []
         for name in self.fields:
-            value = number(reading.values, name)
-            if value is None:
+            value = values.get(name)
+            if type(value) not in NUMBERS:
                 return None
-            current.append(value)
+            current.append(float(value))  # type: ignore[arg-type]
         state = slot.state
         last = state[0]
-        if last is not None and all(
-            abs(a - b) <= self.tolerance for a, b in zip(current, last, strict=True)
-        ):
+        unchanged = last is not None
+        if unchanged:
+            tolerance = self.tolerance
+            # A loop, not all() over a generator: this runs on every reading.
+            for a, b in zip(current, last, strict=True):
+                if not abs(a - b) <= tolerance:  # so that NaN counts as a change
+                    unchanged = False
+                    break
+        if unchanged:
             state[2] += 1
         else:
             slot.state = state = [current, t, 1]
@@ -136,6 +147,7 @@ class RangeEvaluator(Evaluator):
 
     def __init__(self, condition: RangeCondition) -> None:
         self.field = condition.field
+        self.needs = condition.field
         self.low = condition.min if condition.min is not None else float("-inf")
         self.high = condition.max if condition.max is not None else float("inf")
         self.severity = condition.severity

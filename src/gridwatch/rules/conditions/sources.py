@@ -4,7 +4,7 @@ import math
 from collections.abc import Callable
 
 from gridwatch.domain import Reading
-from gridwatch.rules.conditions.base import SensorContext, number
+from gridwatch.rules.conditions.base import NUMBERS, SensorContext, number
 from gridwatch.rules.models import DeviationSource, ValueFilter
 from gridwatch.rules.windows import Series
 
@@ -32,17 +32,20 @@ def _deviation_fn(source: DeviationSource) -> ValueFn:
 
     def deviation(reading: Reading, ctx: SensorContext) -> float | None:
         calibration = ctx.sensor.calibration
+        values = reading.values
         parts = []
         for field, baseline_key in pairs:
-            value = number(reading.values, field)
+            value = values.get(field)
             baseline = calibration.get(baseline_key)
-            # Without a value or a baseline there is nothing to measure against.
-            if value is None or baseline is None:
+            # Without a value or a baseline there is nothing to measure against (booleans are
+            # not numbers: an exact type check).
+            if baseline is None or type(value) not in NUMBERS:
                 return None
-            parts.append(value - baseline)
+            parts.append(float(value) - baseline)  # type: ignore[arg-type]
         if magnitude:
-            return math.sqrt(sum(part * part for part in parts))
-        return max(abs(part) for part in parts)
+            # sum(), not a loop of +=: from 3.12 on, sum() of floats rounds differently.
+            return math.sqrt(sum([part * part for part in parts]))
+        return max([abs(part) for part in parts])
 
     return deviation
 
@@ -61,10 +64,17 @@ def increment_sampler(
     field: str, counter: str | None, value_filter: ValueFilter | None
 ) -> Callable[[Reading, SensorContext, Series], float | None]:
     """Increments from `field`, or from a cumulative `counter` with resets detected."""
+    filtered = value_filter is not None
+    filter_field, filter_default, filter_equals = (
+        (value_filter.field, value_filter.default, value_filter.equals)
+        if value_filter is not None
+        else ("", None, None)
+    )
 
     def sample(reading: Reading, ctx: SensorContext, series: Series) -> float | None:
         values = reading.values
-        increment = number(values, field)
+        raw = values.get(field)
+        increment = float(raw) if type(raw) in NUMBERS else None  # type: ignore[arg-type]
         if counter is not None:
             total = number(values, counter)
             if total is not None:
@@ -75,10 +85,8 @@ def increment_sampler(
                     increment = total if total < last - COUNTER_RESET_SLACK else total - last
         if increment is None:
             return None
-        if value_filter is not None:
-            kind = values.get(value_filter.field, value_filter.default)
-            if kind != value_filter.equals:
-                return None
+        if filtered and values.get(filter_field, filter_default) != filter_equals:
+            return None
         return increment
 
     return sample

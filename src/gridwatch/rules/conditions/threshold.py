@@ -79,6 +79,9 @@ class ThresholdEvaluator(Evaluator):
         self.hold = condition.for_s > 0
         # Most readings lack most fields: a plain field is looked up inline, no call.
         self.field = condition.field
+        self.needs = (
+            condition.field if condition.deviation is None else condition.deviation.fields[0]
+        )
 
     def observe(self, slot: Slot, reading: Reading, t: float, ctx: SensorContext) -> Verdict | None:
         if self.field is not None:

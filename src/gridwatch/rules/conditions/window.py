@@ -1,5 +1,6 @@
 """Sliding-window aggregates over several windows at once, and counts of matching events."""
 
+from collections.abc import Callable
 from typing import Any
 
 from gridwatch.domain import Channel, Reading, Severity, Value
@@ -23,17 +24,40 @@ _MONOTONE = frozenset({"sum", "count", "max"})
 
 
 class _Level:
-    __slots__ = ("clear", "label", "limit", "severity", "sign", "window")
+    __slots__ = ("clear", "label", "limit", "position", "severity", "sign", "window")
 
     def __init__(
         self, severity: Severity, window: float, limit: float, sign: float, clear: float
     ) -> None:
         self.severity = severity
         self.window = window
+        self.position = 0  # of its window in WindowEvaluator.windows
         self.label = format_duration(window)
         self.sign = sign
         self.limit = sign * limit - EPS
         self.clear = sign * clear
+
+
+def _count(series: Series, window: float, now: float) -> float:
+    return float(series.count(window, now))
+
+
+def _max(series: Series, window: float, now: float) -> float | None:
+    return series.extreme(window, now, largest=True)
+
+
+def _min(series: Series, window: float, now: float) -> float | None:
+    return series.extreme(window, now, largest=False)
+
+
+_AGGREGATES: dict[str, Callable[[Series, float, float], float | None]] = {
+    "sum": Series.sum,
+    "count": _count,
+    "mean": Series.mean,
+    "max": _max,
+    "min": _min,
+    "delta": Series.delta,
+}
 
 
 class WindowEvaluator(Evaluator):
@@ -43,6 +67,7 @@ class WindowEvaluator(Evaluator):
 
     def __init__(self, condition: WindowCondition) -> None:
         self.aggregate = condition.aggregate
+        self.measure = _AGGREGATES[condition.aggregate]
         self.key = "win:" + increment_key(condition.field, condition.counter, condition.filter)
         levels = []
         for level in condition.levels:
@@ -54,7 +79,17 @@ class WindowEvaluator(Evaluator):
         # Most severe first, so the first level met is the answer.
         self.levels = tuple(sorted(levels, key=lambda level: level.severity, reverse=True))
         self.windows = tuple(sorted({level.window for level in levels}))
+        for entry in self.levels:
+            entry.position = self.windows.index(entry.window)
         self.skip_idle = self.aggregate in _MONOTONE and all(lv.sign > 0 for lv in levels)
+        # A window's max reaches a limit only if one of its samples does: while no sample
+        # inside the longest window reaches the lowest limit, an idle rule has nothing to do.
+        self.peak_limit = (
+            min(level.limit for level in levels)
+            if self.aggregate == "max" and self.skip_idle
+            else None
+        )
+        self.longest = max(level.window for level in levels)
         self.spec = SeriesSpec(
             self.key,
             max(self.windows),
@@ -68,45 +103,57 @@ class WindowEvaluator(Evaluator):
     def series_specs(self) -> tuple[SeriesSpec, ...]:
         return (self.spec,)
 
-    def _aggregate(self, series: Series, window: float, now: float) -> float | None:
-        match self.aggregate:
-            case "sum":
-                return series.sum(window, now)
-            case "count":
-                return float(series.count(window, now))
-            case "mean":
-                return series.mean(window, now)
-            case "max":
-                return series.extreme(window, now, largest=True)
-            case "min":
-                return series.extreme(window, now, largest=False)
-            case _:
-                return series.delta(window, now)
-
     def observe(self, slot: Slot, reading: Reading, t: float, ctx: SensorContext) -> Verdict | None:
         series = ctx.get_series(self.key)
-        if self.skip_idle and slot.active is None and series.last_t < t:
-            return None
-        now = max(t, series.last_t)
-        found = {window: self._aggregate(series, window, now) for window in self.windows}
+        last_t = series.last_t
+        now = t if t > last_t else last_t
+        if self.skip_idle and slot.active is None:
+            if last_t < t:
+                return None
+            if self.peak_limit is not None and not self._may_peak(slot, series, now):
+                return None
+        measure = self.measure
+        # A loop, not a comprehension (a function call of its own on 3.11): this runs for
+        # every reading of every sensor.
+        found: list[float | None] = []
+        for window in self.windows:
+            found.append(measure(series, window, now))  # noqa: PERF401
         for level in self.levels:
-            value = found[level.window]
+            value = found[level.position]
             if value is not None and level.sign * value >= level.limit:
                 return self._verdict(level.severity, level, found)
         if slot.active is None:
             return None
         for level in self.levels:
-            value = found[level.window]
+            value = found[level.position]
             if value is not None and level.sign * value >= level.clear:
                 return None  # still inside the hysteresis band of some level
         return self._verdict(None, None, found)
 
+    def _may_peak(self, slot: Slot, series: Series, now: float) -> bool:
+        # The slot remembers the newest sample that reached peak_limit and how far it looked,
+        # so each reading scans only the samples pushed since. A new series (rules reloaded)
+        # starts the search again.
+        assert self.peak_limit is not None
+        state = slot.state
+        if state is None or state[0] is not series:
+            state = slot.state = [series, 0, -1]
+        found = series.newest_at_least(self.peak_limit, state[1])
+        if found >= 0:
+            state[2] = found
+        state[1] = series.pushed
+        hit: int = state[2]
+        return hit >= 0 and series.holds_after(hit, now - self.longest)
+
+    def dump_state(self, state: Any) -> Any:
+        return None  # only _may_peak's memo, rebuilt from the series after a restore
+
     def _verdict(
-        self, severity: Severity | None, level: _Level | None, found: dict[float, float | None]
+        self, severity: Severity | None, level: _Level | None, found: list[float | None]
     ) -> Verdict:
         values: dict[str, Value] = {
             f"{self.aggregate}_{format_duration(w)}": round(v, 6)
-            for w, v in found.items()
+            for w, v in zip(self.windows, found, strict=True)
             if v is not None
         }
         if level is None:
@@ -117,7 +164,7 @@ class WindowEvaluator(Evaluator):
                 values=values,
                 why=f"{self.name} {self.aggregate} back under every level",
             )
-        value = round(found[level.window] or 0.0, 6)
+        value = round(found[level.position] or 0.0, 6)
         sign = "≥" if level.sign > 0 else "≤"
         why = (
             f"{self.name} {self.aggregate} over {level.label} {value:g} {sign} "
