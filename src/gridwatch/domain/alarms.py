@@ -35,8 +35,15 @@ class AlarmEvent:
     # so a case shows what raised it: "rain_mm sum over 3h 104.2 ≥ 100 (red)".
     window: str | None = None
     why: str = ""
+    # The rule's case group: alarms of one group on one sensor belong to one case.
+    case_group: str | None = None
 
     @property
     def fingerprint(self) -> str:
-        """One open case per (sensor, rule): this is its key."""
+        """The (sensor, rule) this alarm is the state of."""
         return f"{self.sensor_id}/{self.rule_id}"
+
+    @property
+    def case_fingerprint(self) -> str:
+        """The one open case this alarm belongs to: per (sensor, case group or rule)."""
+        return f"{self.sensor_id}/{self.case_group or self.rule_id}"

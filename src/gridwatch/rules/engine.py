@@ -1,6 +1,7 @@
 """Evaluate readings against rules, keeping alarm state per (sensor, rule)."""
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -133,7 +134,8 @@ class RuleEngine:
             announced, slot.announced = slot.announced, None
             if announced is None:
                 return None  # raised while suppressed: the case domain never heard of it
-            return _event(ctx, slot, AlarmTransition.CLEARED, announced, verdict, at)
+            cleared = _event(ctx, slot, AlarmTransition.CLEARED, announced, verdict, at)
+            return _fold(ctx, slot, cleared)
         escalation = slot.escalation
         escalate = slot.runtime.rule.escalate_when
         if escalation is not None and escalation.active is not None and escalate is not None:
@@ -155,7 +157,7 @@ class RuleEngine:
         else:
             transition = AlarmTransition.REPEATED
         slot.announced = slot.active
-        return _event(ctx, slot, transition, slot.active, verdict, at)
+        return _fold(ctx, slot, _event(ctx, slot, transition, slot.active, verdict, at))
 
     def _muted(self, ctx: SensorContext, runtime: CompiledRule, at: datetime) -> bool:
         if runtime.suppress and matches(runtime.suppress, ctx.latched or {}):
@@ -209,6 +211,34 @@ class RuleEngine:
         return count
 
 
+def _fold(ctx: SensorContext, slot: Slot, event: AlarmEvent) -> AlarmEvent | None:
+    """A grouped rule's event as its group's case sees it.
+
+    The case opens with the group's first alarm, escalates only past the highest severity any
+    member has announced, hears every other member's alarm as a repeat (its evidence), and
+    clears only when the last announced member clears.
+    """
+    group = slot.runtime.rule.case_group
+    if group is None:
+        return event
+    others = [
+        other.announced
+        for other in ctx.slots
+        if other is not slot
+        and other.announced is not None
+        and other.runtime.rule.case_group == group
+    ]
+    if not others:
+        return event
+    if event.transition is AlarmTransition.CLEARED:
+        return None
+    if event.transition is AlarmTransition.REPEATED or event.severity <= max(others):
+        transition = AlarmTransition.REPEATED
+    else:
+        transition = AlarmTransition.ESCALATED
+    return event if transition is event.transition else replace(event, transition=transition)
+
+
 def _as_pack(rules: Sequence[Rule] | RulePack, windows: Sequence[Any]) -> RulePack:
     if isinstance(rules, RulePack):
         return (
@@ -250,6 +280,7 @@ def _event(
         maintenance=rule.maintenance,
         window=verdict.window,
         why=verdict.why,
+        case_group=rule.case_group,
     )
 
 

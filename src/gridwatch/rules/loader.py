@@ -88,7 +88,24 @@ def load_pack(paths: Iterable[Path], *, check_references: bool = True) -> RulePa
         windows.extend(file_windows)
     if check_references:
         _check_inhibitions(rules, seen)
+    _check_case_groups(rules, seen)
     return RulePack(rules=tuple(rules), maintenance_windows=tuple(windows))
+
+
+def _check_case_groups(rules: list[Rule], where: dict[str, Path]) -> None:
+    # One case has one category and one queue: rules folded into it must agree on both.
+    first: dict[str, Rule] = {}
+    for rule in rules:
+        if rule.case_group is None:
+            continue
+        other = first.setdefault(rule.case_group, rule)
+        if (other.category, other.maintenance) != (rule.category, rule.maintenance):
+            raise RuleFileError(
+                where[rule.id],
+                f"case_group {rule.case_group!r}: category {rule.category!r} differs from "
+                f"{other.category!r} of rule {other.id!r} in the same group",
+                rule_id=rule.id,
+            )
 
 
 def _check_inhibitions(rules: list[Rule], where: dict[str, Path]) -> None:
@@ -119,7 +136,8 @@ def _load_file(path: Path) -> tuple[list[Rule], list[MaintenanceWindow]]:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as err:
         raise RuleFileError(path, f"cannot be read ({err.strerror})") from err
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, ValueError) as err:
+        # PyYAML raises a bare ValueError for an impossible date such as 2026-13-01.
         raise RuleFileError(path, f"is not valid YAML ({err})") from err
     if not isinstance(document, dict) or not isinstance(document.get("rules"), list):
         raise RuleFileError(path, "must be a mapping with a 'rules' list")

@@ -67,6 +67,9 @@ class Rule(Model):
     inhibits: Inhibition | None = None
     # No alarm while the sensor's last reported values match (an elevator in inspection).
     suppress_when: Predicate | None = None
+    # Rules of one group fold into one case per sensor: one phenomenon (a storm at a gauge)
+    # is one case that escalates, whichever of its signals fired first.
+    case_group: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
     @model_validator(mode="after")
     def _check_rule(self) -> Self:
