@@ -6,6 +6,15 @@ from gridwatch.domain import Channel, SensorStatus
 from gridwatch.rules import RuleEngine, load_pack
 from tests.rules.helpers import T0, at, brief, engine_from, reading, run, sensor
 
+DEADMAN = """
+rules:
+  - id: offline
+    title: "{sensor_id} offline"
+    category: "maintenance:offline"
+    maintenance: true
+    condition: {type: deadman, intervals: 3, severity: yellow}
+"""
+
 BILLBOARD = """
 rules:
   - id: lean
@@ -164,3 +173,34 @@ def test_an_escalation_latches_on_readings_that_lack_the_rules_own_field(tmp_pat
         ("gale", "raised", "blue"),
         ("lean", "raised", "orange"),
     ]
+
+
+def test_a_sensor_put_into_maintenance_raises_no_deadman_from_the_ticks(tmp_path):
+    engine = engine_from(tmp_path, DEADMAN)
+    gauge = sensor()
+    engine.evaluate(gauge, reading(gauge, 0, {"rain_mm": 0.1}))
+    registry = {gauge.id: gauge.model_copy(update={"status": SensorStatus.MAINTENANCE})}
+    engine.sync_sensors(registry.get)
+    assert engine.tick(at(3600)) == []
+    # Back in service, silence counts again.
+    registry[gauge.id] = gauge
+    engine.sync_sensors(registry.get)
+    assert brief(engine.tick(at(3600))) == [("raised", "yellow")]
+
+
+def test_a_sensor_no_longer_registered_is_forgotten(tmp_path):
+    engine = engine_from(tmp_path, DEADMAN)
+    gauge = sensor()
+    engine.evaluate(gauge, reading(gauge, 0, {"rain_mm": 0.1}))
+    engine.sync_sensors({}.get)
+    assert engine.tick(at(3600)) == []
+
+
+def test_commissioning_sensors_are_evaluated_when_the_policy_says_so(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(DEADMAN)
+    live = frozenset({SensorStatus.ACTIVE, SensorStatus.COMMISSIONING})
+    engine = RuleEngine(load_pack([path]), live=live)
+    gauge = sensor(status="commissioning")
+    engine.evaluate(gauge, reading(gauge, 0, {"rain_mm": 0.1}))
+    assert brief(engine.tick(at(3600))) == [("raised", "yellow")]

@@ -1,6 +1,6 @@
 """Evaluate readings against rules, keeping alarm state per (sensor, rule)."""
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -24,21 +24,28 @@ from gridwatch.rules.state import dump_engine, load_engine
 
 _SEVERITIES = tuple(sorted(Severity))
 _TELEMETRY, _EVENT = Channel.TELEMETRY, Channel.EVENT
-_ACTIVE = SensorStatus.ACTIVE
+ONLY_ACTIVE: frozenset[SensorStatus] = frozenset({SensorStatus.ACTIVE})
 
 
 class RuleEngine:
     """Turns readings (and the passing of time) into alarm events, one state per (sensor, rule).
 
-    Only active sensors are evaluated. An alarm that is suppressed (maintenance window, the
-    sensor's `suppress_when` values, inhibition by a greater alarm) keeps its state but tells
-    the case domain nothing until the suppression ends.
+    Only sensors of the `live` statuses are evaluated (by default active ones). An alarm that
+    is suppressed (maintenance window, the sensor's `suppress_when` values, inhibition by a
+    greater alarm) keeps its state but tells the case domain nothing until the suppression
+    ends.
     """
 
     def __init__(
-        self, rules: Sequence[Rule] | RulePack = (), *, maintenance_windows: Sequence[Any] = ()
+        self,
+        rules: Sequence[Rule] | RulePack = (),
+        *,
+        maintenance_windows: Sequence[Any] = (),
+        live: frozenset[SensorStatus] = ONLY_ACTIVE,
     ) -> None:
         self._book = RuleBook(_as_pack(rules, maintenance_windows))
+        # Which sensor statuses raise alarms is the caller's policy (the alarm service's).
+        self._live = live
         self._contexts: dict[str, SensorContext] = {}
 
     @property
@@ -62,8 +69,7 @@ class RuleEngine:
 
     def evaluate(self, sensor: Sensor, reading: Reading) -> list[AlarmEvent]:
         """The alarm events this reading causes, in rule order."""
-        # Only active sensors raise cases; one in maintenance or commissioning raises nothing.
-        if sensor.status is not _ACTIVE:
+        if sensor.status not in self._live:
             return []
         ctx = self._contexts.get(sensor.id)
         if ctx is None or (ctx.sensor is not sensor and ctx.sensor != sensor):
@@ -103,12 +109,26 @@ class RuleEngine:
                     events.append(event)
         return events
 
+    def sync_sensors(self, current: Callable[[str], Sensor | None]) -> None:
+        """Take the registry's view of every sensor the engine holds state for.
+
+        The engine otherwise learns of a change only from the sensor's next reading; a sensor
+        put into maintenance or retired sends none, and its deadman would still fire. A sensor
+        no longer registered is forgotten.
+        """
+        for sensor_id, ctx in list(self._contexts.items()):
+            sensor = current(sensor_id)
+            if sensor is None:
+                del self._contexts[sensor_id]
+            elif sensor != ctx.sensor:
+                self._contexts[sensor_id] = build_context(self._book, sensor, ctx)
+
     def tick(self, now: datetime) -> list[AlarmEvent]:
         """Alarms caused by time passing: silence (deadman), states held, windows emptying."""
         now_t = now.timestamp()
         events: list[AlarmEvent] = []
         for ctx in self._contexts.values():
-            if ctx.sensor.status is not _ACTIVE:
+            if ctx.sensor.status not in self._live:
                 continue
             slots = ctx.slots
             for position in ctx.plan.timed:
