@@ -167,7 +167,7 @@ def decode_fields(
                 raise PayloadError(field.name, "is required")
             continue
         values[field.name] = _check_field(field, raw)
-    if spec.one_of and not any(name in values for name in spec.one_of):
+    if spec.one_of and values.keys().isdisjoint(spec.one_of):
         raise PayloadError(" or ".join(spec.one_of), "one of these is required")
     return Reading(
         sensor_id=sensor_id,
