@@ -57,7 +57,7 @@ async def test_an_escalation_racing_an_officer_waits_and_lands_on_the_new_versio
 
 
 def _dialect(sessions) -> str:
-    return sessions.kw["bind"].dialect.name
+    return str(sessions.kw["bind"].dialect.name)
 
 
 async def _all_cases(session):

@@ -180,7 +180,11 @@ async def test_a_rejected_case_goes_back_for_rework(api, sessions):
 async def test_an_approved_postponement_moves_the_deadline(api, sessions):
     case_id = await case_in(sessions, CaseStatus.POSTPONED)
     pending = await snapshot(sessions, case_id)
-    assert (pending.status, pending.due_at, pending.requested_due_at) == ("postponed", None, LATER)
+    # The handling deadline from dispatch (Monday 17:01 in Beijing): 16 working hours, blue.
+    handle_due = datetime(2026, 7, 23, 1, 1, tzinfo=UTC)
+    assert (pending.status, pending.due_at, pending.requested_due_at) == (
+        "postponed", handle_due, LATER,
+    )  # fmt: skip
 
     approved = await _act(api, case_id, Role.OFFICER, Action.APPROVE_POSTPONE)
 

@@ -1,5 +1,6 @@
 """An alarm back soon after its case was closed reopens that case (SQLite and PostgreSQL)."""
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -7,6 +8,7 @@ from sqlalchemy import func, select
 
 from gridwatch.cases.lifecycle import Action
 from gridwatch.cases.models import Case, CaseStatus
+from gridwatch.cases.policy import shipped_policy
 from gridwatch.cases.service import apply_alarm
 from gridwatch.domain import AlarmTransition, Severity
 from tests.cases.support import PATHS, drive, outbox, snapshot
@@ -72,7 +74,10 @@ async def test_the_reopened_case_takes_the_repeats(sessions):
 
 @pytest.mark.parametrize(
     ("seconds", "options"),
-    [(26 * HOUR, {}), (3 * HOUR, {"reopen_within": timedelta(hours=1)})],
+    [
+        (26 * HOUR, {}),
+        (3 * HOUR, {"policy": replace(shipped_policy(), reopen_within=timedelta(hours=1))}),
+    ],
     ids=["default-24h", "configured-1h"],
 )
 async def test_a_recurrence_after_the_window_opens_a_new_case(sessions, seconds, options):

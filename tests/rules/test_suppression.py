@@ -2,7 +2,7 @@
 
 import pytest
 
-from gridwatch.domain import Channel, SensorStatus
+from gridwatch.domain import Channel, Sensor, SensorStatus
 from gridwatch.rules import RuleEngine, load_pack
 from tests.rules.helpers import T0, at, brief, engine_from, reading, run, sensor
 
@@ -192,7 +192,8 @@ def test_a_sensor_no_longer_registered_is_forgotten(tmp_path):
     engine = engine_from(tmp_path, DEADMAN)
     gauge = sensor()
     engine.evaluate(gauge, reading(gauge, 0, {"rain_mm": 0.1}))
-    engine.sync_sensors({}.get)
+    nothing: dict[str, Sensor] = {}
+    engine.sync_sensors(nothing.get)
     assert engine.tick(at(3600)) == []
 
 

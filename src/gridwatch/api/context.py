@@ -6,6 +6,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gridwatch.cases.policy import CasePolicy, shipped_policy
 from gridwatch.domain import Sensor
 from gridwatch.gateway.metrics import Metrics
 from gridwatch.gateway.registry import SensorRegistry
@@ -73,3 +74,5 @@ class ApiContext:
     reload_rules: Callable[[], Awaitable[RulesReload]] | None = None
     # Polls a device once through the pipeline (a Modbus sensor); None for one that publishes.
     probe_device: Callable[[Sensor], Awaitable[DeviceProbe | None]] | None = None
+    # Deadlines and routing for the cases people report and move; the service's own.
+    case_policy: CasePolicy = field(default_factory=shipped_policy)

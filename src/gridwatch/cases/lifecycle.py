@@ -44,7 +44,11 @@ class Input(StrEnum):
 REPORT = "report"
 ESCALATE = "escalate"
 ALARM_CLEARED = "alarm_cleared"
-ANNOTATIONS = frozenset({ESCALATE, ALARM_CLEARED})
+# Supervision (督办): the deadline is near, has passed, or the case went a grid level higher.
+DUE_SOON = "due_soon"
+OVERDUE = "overdue"
+SUPERVISION_ESCALATED = "supervision_escalated"
+ANNOTATIONS = frozenset({ESCALATE, ALARM_CLEARED, DUE_SOON, OVERDUE, SUPERVISION_ESCALATED})
 
 _S = CaseStatus
 _A = Action

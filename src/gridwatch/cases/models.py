@@ -51,8 +51,24 @@ class Case(Base):
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The current stage's deadline, and when its clock started (the due-soon warning and
+    # supervision's further escalations are measured against the time it allows).
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    due_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
     overdue: Mapped[bool] = mapped_column(default=False)
+    due_soon: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # How far up the grid hierarchy supervision (督办) has taken the case: 0 none, then one
+    # level per escalation (community, street, district for a unit-grid case).
+    supervision_level: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # Kept for the KPIs once the deadlines have moved on: timely dispatch compares the first
+    # dispatch with the first dispatch deadline.
+    dispatch_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Auto-dispatch accuracy: cases the routing table dispatched, and how often people moved
+    # them to another unit since.
+    auto_dispatched: Mapped[bool] = mapped_column(default=False, server_default=false())
+    reassignments: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     drill: Mapped[bool] = mapped_column(default=False)
     # Device health (offline, stuck, battery, clock): for maintenance teams, not the alarm board.
     maintenance: Mapped[bool] = mapped_column(default=False, server_default=false(), index=True)
@@ -154,7 +170,15 @@ class CaseSummary(BaseModel):
     updated_at: datetime
     last_seen_at: datetime
     due_at: datetime | None
+    due_since: datetime | None
     overdue: bool
+    due_soon: bool
+    supervision_level: int
+    dispatch_due_at: datetime | None
+    dispatched_at: datetime | None
+    handled_at: datetime | None
+    auto_dispatched: bool
+    reassignments: int
     drill: bool
     maintenance: bool
     version: int

@@ -3,21 +3,23 @@
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from gridwatch.cases import lifecycle
-from gridwatch.cases.events import CaseEventType, cloud_event, new_event_id
-from gridwatch.cases.models import Case, CaseHistory, CaseStatus, CaseSummary, OutboxEvent
+from gridwatch.cases import lifecycle, timing
+from gridwatch.cases.dispatching import auto_dispatch
+from gridwatch.cases.events import CaseEventType
+from gridwatch.cases.journal import emit_event, record
+from gridwatch.cases.models import Case, CaseStatus
+from gridwatch.cases.policy import CasePolicy, shipped_policy
 from gridwatch.domain import AlarmEvent, AlarmTransition, Sensor, Severity
+from gridwatch.domain.deadlines import Stage
 
 SYSTEM_ACTOR = "rules"
-# A case closed less than this long before its alarm comes back is reopened, not duplicated.
-REOPEN_WITHIN = timedelta(hours=24)
 
 _Statement = TypeVar("_Statement", bound=Select[Any])
 
@@ -63,13 +65,17 @@ async def apply_alarm(
     alarm: AlarmEvent,
     sensor: Sensor,
     test: bool = False,
-    reopen_within: timedelta = REOPEN_WITHIN,
+    policy: CasePolicy | None = None,
 ) -> CaseChange:
     """Open, update or annotate the one open case of the alarm's key (see `case_key`).
 
-    An alarm coming back within `reopen_within` of its last case being closed reopens that
-    case: the same problem recurring belongs with its history, not in a new case.
+    An alarm coming back within the policy's `reopen_within` of its last case being closed
+    reopens that case: the same problem recurring belongs with its history, not in a new
+    case. An opened or reopened case gets its dispatch deadline and, where the routing table
+    has a route for it and the sensor's owner, is dispatched in the same transaction.
+    `policy` defaults to the shipped one (no routing).
     """
+    policy = policy or shipped_policy()
     open_key = case_key(alarm, test=test)
     case = await session.scalar(
         select(Case)
@@ -81,15 +87,22 @@ async def apply_alarm(
         if alarm.transition is AlarmTransition.CLEARED:
             # Nothing open to annotate (closed by people before the alarm cleared).
             return CaseChange(case_id="", event_type=None)
-        closed = await _recently_closed(session, open_key, since=alarm.at - reopen_within)
+        since = alarm.at - policy.reopen_within
+        closed = await _recently_closed(session, open_key, since=since)
         if closed is not None:
-            _reopen(case=closed, alarm=alarm, open_key=open_key, window=reopen_within)
-            return CaseChange(
-                closed.id, await emit_event(session, closed, CaseEventType.REOPENED, alarm.at)
-            )
-        case = _open_case(session=session, alarm=alarm, sensor=sensor, open_key=open_key)
-        return CaseChange(case.id, await emit_event(session, case, CaseEventType.OPENED, alarm.at))
-    return CaseChange(case.id, await _update_case(session=session, case=case, alarm=alarm))
+            _reopen(case=closed, alarm=alarm, open_key=open_key, policy=policy)
+            event = await emit_event(session, closed, CaseEventType.REOPENED, alarm.at)
+            case = closed
+        else:
+            case = _open_case(session=session, alarm=alarm, sensor=sensor, open_key=open_key)
+            timing.start_stage(case, policy, Stage.DISPATCH, alarm.at)
+            event = await emit_event(session, case, CaseEventType.OPENED, alarm.at)
+        await auto_dispatch(
+            session=session, case=case, policy=policy, owner=sensor.owner, at=alarm.at
+        )
+        return CaseChange(case.id, event)
+    change = await _update_case(session=session, case=case, alarm=alarm, policy=policy)
+    return CaseChange(case.id, change)
 
 
 async def _recently_closed(session: AsyncSession, key: str, *, since: datetime) -> Case | None:
@@ -109,7 +122,7 @@ async def _recently_closed(session: AsyncSession, key: str, *, since: datetime) 
     return latest
 
 
-def _reopen(*, case: Case, alarm: AlarmEvent, open_key: str, window: timedelta) -> None:
+def _reopen(*, case: Case, alarm: AlarmEvent, open_key: str, policy: CasePolicy) -> None:
     previous = CaseStatus(case.status)
     case.status = lifecycle.next_state(previous, lifecycle.Action.REOPEN).value
     case.open_fingerprint = open_key
@@ -126,13 +139,14 @@ def _reopen(*, case: Case, alarm: AlarmEvent, open_key: str, window: timedelta) 
     case.title = alarm.title
     case.evidence = _evidence(alarm)
     case.version += 1
+    timing.start_stage(case, policy, Stage.DISPATCH, alarm.at)
     record(
         case,
         at=alarm.at,
         actor=SYSTEM_ACTOR,
         action=lifecycle.Action.REOPEN,
         from_status=previous,
-        note=f"the alarm recurred within {window} of closing",
+        note=f"the alarm recurred within {policy.reopen_within} of closing",
         data={
             "recurrence": True,
             "severity": alarm.severity.value,
@@ -162,7 +176,15 @@ def _open_case(*, session: AsyncSession, alarm: AlarmEvent, sensor: Sensor, open
         updated_at=alarm.at,
         last_seen_at=alarm.at,
         due_at=None,
+        due_since=None,
         overdue=False,
+        due_soon=False,
+        supervision_level=0,
+        dispatch_due_at=None,
+        dispatched_at=None,
+        handled_at=None,
+        auto_dispatched=False,
+        reassignments=0,
         drill=open_key != alarm.fingerprint,
         maintenance=alarm.maintenance,
         version=1,
@@ -191,7 +213,7 @@ def _open_case(*, session: AsyncSession, alarm: AlarmEvent, sensor: Sensor, open
 
 
 async def _update_case(
-    *, session: AsyncSession, case: Case, alarm: AlarmEvent
+    *, session: AsyncSession, case: Case, alarm: AlarmEvent, policy: CasePolicy
 ) -> CaseEventType | None:
     case.version += 1
     case.updated_at = max(case.updated_at, alarm.at)
@@ -207,6 +229,7 @@ async def _update_case(
         previous = case.severity
         case.severity = alarm.severity.value
         case.title = alarm.title
+        timing.tighten(case, policy)
         note = f"severity {previous} -> {alarm.severity}"
         _record(case, alarm, action=lifecycle.ESCALATE, note=note)
         return await emit_event(session, case, CaseEventType.ESCALATED, alarm.at)
@@ -235,62 +258,6 @@ def _record(case: Case, alarm: AlarmEvent, *, action: str, note: str) -> None:
         note=note,
         data={"severity": alarm.severity.value, "values": dict(alarm.values)},
     )
-
-
-def record(
-    case: Case,
-    *,
-    at: datetime,
-    actor: str,
-    action: str,
-    from_status: CaseStatus | None,
-    note: str,
-    data: dict[str, Any],
-) -> None:
-    """Append a history entry leading to the case's current status."""
-    case.history.append(
-        CaseHistory(
-            at=at,
-            actor=actor,
-            action=action,
-            from_status=from_status.value if from_status else None,
-            to_status=case.status,
-            note=note,
-            data=data,
-        )
-    )
-
-
-async def emit_event(
-    session: AsyncSession, case: Case, event_type: CaseEventType, at: datetime
-) -> CaseEventType:
-    """Write the case's next event to the outbox, in the caller's transaction.
-
-    The flush is the case's conditional UPDATE (`WHERE version = ...`): StaleDataError here
-    means another writer changed the case since it was read.
-    """
-    await session.flush()
-    case.last_sequence += 1
-    event_id = new_event_id()
-    body = cloud_event(
-        event_id=event_id,
-        event_type=event_type,
-        case=CaseSummary.model_validate(case),
-        sequence=case.last_sequence,
-        time=at,
-    )
-    session.add(
-        OutboxEvent(
-            id=event_id,
-            case_id=case.id,
-            sequence=case.last_sequence,
-            type=event_type.value,
-            created_at=at,
-            body=body,
-            fanned_out_at=None,
-        )
-    )
-    return event_type
 
 
 async def get_case(*, session: AsyncSession, case_id: str) -> Case | None:

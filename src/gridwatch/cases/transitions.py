@@ -13,13 +13,17 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
-from gridwatch.cases import lifecycle
+from gridwatch.cases import lifecycle, timing
+from gridwatch.cases.dispatching import assign, auto_dispatch
 from gridwatch.cases.errors import CaseNotFoundError, InvalidRequestError, VersionMismatchError
 from gridwatch.cases.events import CaseEventType
+from gridwatch.cases.journal import emit_event, record
 from gridwatch.cases.lifecycle import Action, Input, TransitionRefusedError
 from gridwatch.cases.models import Case, CaseHistory, CaseStatus
+from gridwatch.cases.policy import CasePolicy, shipped_policy
 from gridwatch.cases.requests import CaseReport, TransitionRequest
-from gridwatch.cases.service import emit_event, get_case, new_case_id, record
+from gridwatch.cases.service import get_case, new_case_id
+from gridwatch.domain.deadlines import Stage
 
 MANUAL_KIND = "manual"
 
@@ -37,9 +41,18 @@ class Actor:
 
 
 async def report_case(
-    *, session: AsyncSession, report: CaseReport, actor: Actor, at: datetime
+    *,
+    session: AsyncSession,
+    report: CaseReport,
+    actor: Actor,
+    at: datetime,
+    policy: CasePolicy | None = None,
 ) -> Case:
-    """Open a case reported by a person; it enters the loop as reported, like an alarm's."""
+    """Open a case reported by a person; it enters the loop as reported, like an alarm's.
+
+    It is routed like a sensor's case, without an asset owner: a route dispatches it at once.
+    """
+    policy = policy or shipped_policy()
     links = [str(link) for link in report.evidence]
     case = Case(
         id=new_case_id(at),
@@ -61,7 +74,15 @@ async def report_case(
         updated_at=at,
         last_seen_at=at,
         due_at=None,
+        due_since=None,
         overdue=False,
+        due_soon=False,
+        supervision_level=0,
+        dispatch_due_at=None,
+        dispatched_at=None,
+        handled_at=None,
+        auto_dispatched=False,
+        reassignments=0,
         drill=False,
         maintenance=False,
         version=1,
@@ -85,8 +106,10 @@ async def report_case(
         note=report.title,
         data={"severity": report.severity.value, "evidence": links} | actor.data(),
     )
+    timing.start_stage(case, policy, Stage.DISPATCH, at)
     session.add(case)
     await emit_event(session, case, CaseEventType.OPENED, at)
+    await auto_dispatch(session=session, case=case, policy=policy, owner=None, at=at)
     return case
 
 
@@ -99,13 +122,16 @@ async def transition(
     actor: Actor,
     at: datetime,
     include_test: bool = True,
+    policy: CasePolicy | None = None,
 ) -> Case:
     """Take `request.action` on the case if it is at one of `versions`; returns the case.
 
     Raises InvalidRequestError (inputs), CaseNotFoundError, VersionMismatchError (the case is
     not at one of `versions`, or a concurrent writer won) or TransitionRefusedError (not now,
-    in this state); the caller's transaction then holds no change.
+    in this state); the caller's transaction then holds no change. The case's deadline
+    follows the action (`timing`); `policy` defaults to the shipped one.
     """
+    policy = policy or shipped_policy()
     action = request.action
     problems = lifecycle.request_problems(action, request.given(), denied=request.approved is False)
     if request.due_at is not None and request.due_at <= at:
@@ -121,7 +147,7 @@ async def transition(
     target = lifecycle.next_state(state, action)
     # Every check (and query) comes before the first change: a query would autoflush it.
     await _check(session, case, state, request)
-    data = _apply(case, state, request, at)
+    data = _apply(case, request, at, policy)
     case.status = target.value
     case.version += 1
     case.updated_at = max(case.updated_at, at)
@@ -171,29 +197,29 @@ async def _check(
 
 
 def _apply(
-    case: Case, state: CaseStatus, request: TransitionRequest, at: datetime
+    case: Case, request: TransitionRequest, at: datetime, policy: CasePolicy
 ) -> dict[str, Any]:
     # The case's changes for the action; returns what its history entry records about them.
     match request.action:
         case Action.DISPATCH:
             assert request.unit is not None  # required for dispatch
-            data: dict[str, Any] = {"unit": request.unit}
-            if state is CaseStatus.DISPATCHED and case.unit != request.unit:
-                data["reassigned_from"] = case.unit
-            case.unit = request.unit
-            if request.due_at is not None:
-                case.due_at = request.due_at
-                data["due_at"] = request.due_at.isoformat()
-            return data
+            return assign(case, policy, unit=request.unit, at=at, due=request.due_at)
+        case Action.FEEDBACK:
+            case.handled_at = at
+            timing.start_stage(case, policy, Stage.VERIFY, at)
+            return {}
         case Action.VERIFY:
+            timing.end_deadlines(case)
             return _verification(case, override=request.override)
         case Action.REJECT:
             case.rework_count += 1
+            timing.start_stage(case, policy, Stage.HANDLE, at)
             return {"rework": case.rework_count}
         case Action.CLOSE | Action.CANCEL:
             # Off the open key: the alarm's next raise reopens or opens, never updates it.
             case.open_fingerprint = None
             case.closed_at = at
+            timing.end_deadlines(case)
             return {}
         case Action.POSTPONE:
             assert request.due_at is not None  # required for postpone
@@ -202,7 +228,9 @@ def _apply(
         case Action.APPROVE_POSTPONE:
             approved = request.approved is not False
             if approved and case.requested_due_at is not None:
-                case.due_at = case.requested_due_at
+                # The stage's limit grows; its clock still runs from when the stage began.
+                since = case.due_since or at
+                timing.move_deadline(case, case.requested_due_at, since=since)
             case.requested_due_at = None
             return {"approved": approved, "due_at": _iso(case.due_at)}
         case Action.EVALUATE:
@@ -213,6 +241,7 @@ def _apply(
             case.closed_at = None
             case.score = None
             case.reopen_count += 1
+            timing.start_stage(case, policy, Stage.DISPATCH, at)
             return {"reopenings": case.reopen_count}
         case _:
             return {}

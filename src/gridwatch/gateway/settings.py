@@ -64,6 +64,14 @@ class Settings(BaseSettings):
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
     webhook_max_attempts: int = Field(default=12, ge=1)
+    # Cases: auto-dispatch routing (absent: every case is dispatched by hand), the time limits
+    # and working calendar (absent: the shipped ones), the recurrence reopen window, and how
+    # often supervision checks the deadlines.
+    routing_file: Path | None = None
+    deadlines_file: Path | None = None
+    calendar_file: Path | None = None
+    reopen_within_h: float = Field(default=24.0, ge=0, le=24 * 365)
+    supervision_interval_s: float = Field(default=30.0, gt=0, le=3600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @classmethod

@@ -7,6 +7,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
+from gridwatch.cases.policy import CasePolicy
 from gridwatch.cases.service import CaseChange, apply_alarm
 from gridwatch.domain import AlarmEvent, Sensor, SensorStatus
 from gridwatch.gateway.metrics import Metrics
@@ -24,8 +25,10 @@ class DatabaseCaseSink:
         sessions: async_sessionmaker[AsyncSession],
         metrics: Metrics,
         on_committed: Callable[[], None],
+        policy: CasePolicy | None = None,
     ) -> None:
         self._sessions = sessions
+        self._policy = policy
         self._metrics = metrics
         self._on_committed = on_committed
 
@@ -39,6 +42,7 @@ class DatabaseCaseSink:
                         alarm=alarm,
                         sensor=sensor,
                         test=sensor.status is SensorStatus.COMMISSIONING,
+                        policy=self._policy,
                     )
                     for alarm in alarms
                 ]

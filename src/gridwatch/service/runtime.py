@@ -8,6 +8,7 @@ import logging
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
 import uvicorn
@@ -20,6 +21,7 @@ from gridwatch.adapters.mqtt import MqttSource
 from gridwatch.api import ApiContext, create_app
 from gridwatch.api.context import DeviceProbe
 from gridwatch.api.keys import digest
+from gridwatch.cases.policy import CasePolicy, load_case_policy
 from gridwatch.dispatch.relay import WebhookRelay
 from gridwatch.dispatch.subscriptions import ensure_subscription
 from gridwatch.domain import Sensor
@@ -28,7 +30,7 @@ from gridwatch.gateway.metrics import Metrics
 from gridwatch.gateway.pipeline import IngestPipeline
 from gridwatch.gateway.registry import SensorRegistry, load_sensors_file
 from gridwatch.gateway.rejects import RejectLog
-from gridwatch.gateway.settings import Settings
+from gridwatch.gateway.settings import Settings, SettingsError
 from gridwatch.gateway.telemetry import LatestReadings
 from gridwatch.registry.catalog import device_profiles
 from gridwatch.registry.grid_store import parse_geojson, replace_grid
@@ -39,6 +41,7 @@ from gridwatch.service.case_sink import DatabaseCaseSink
 from gridwatch.service.modbus import PollRecorder, modbus_device, polled_devices
 from gridwatch.service.registry_sync import RegistrySync
 from gridwatch.service.rules_runtime import RulesRuntime
+from gridwatch.service.supervision import Supervisor
 from gridwatch.service.telemetry import Telemetry, open_telemetry
 from gridwatch.service.vendor_codecs import vendor_codecs
 
@@ -77,6 +80,7 @@ class _Parts:
     rules: RulesRuntime
     telemetry: Telemetry
     poller: ModbusPoller
+    supervisor: Supervisor
 
 
 class Service:
@@ -95,6 +99,7 @@ class Service:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down gracefully."""
         settings = self.settings
+        self.case_policy = _case_policy(settings)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         rules = RulesRuntime(
             rules_dir=settings.rules_dir or DEFAULT_PACK_DIR,
@@ -154,7 +159,10 @@ class Service:
             latest=self.latest,
             engine=rules.engine,
             cases=DatabaseCaseSink(
-                sessions=sessions, metrics=self.metrics, on_committed=relay.notify
+                sessions=sessions,
+                metrics=self.metrics,
+                on_committed=relay.notify,
+                policy=self.case_policy,
             ),
             rejects=self.rejects,
             metrics=self.metrics,
@@ -187,6 +195,7 @@ class Service:
             strict_location=settings.strict_location,
             readiness=lambda: self._readiness(engine, telemetry),
             probe_device=self._probe_device,
+            case_policy=self.case_policy,
         )
         config = uvicorn.Config(
             create_app(context),
@@ -207,8 +216,24 @@ class Service:
         self.poller = poller
         self.registry_sync.on_change = self._update_poller
         self._update_poller()
+        supervisor = Supervisor(
+            sessions=sessions,
+            policy=self.case_policy,
+            interval_s=settings.supervision_interval_s,
+            on_committed=relay.notify,
+            metrics=self.metrics,
+        )
         return _Parts(
-            engine, sessions, pipeline, relay, source, _Server(config), rules, telemetry, poller
+            engine,
+            sessions,
+            pipeline,
+            relay,
+            source,
+            _Server(config),
+            rules,
+            telemetry,
+            poller,
+            supervisor,
         )
 
     async def _probe_device(self, sensor: Sensor) -> DeviceProbe | None:
@@ -241,6 +266,7 @@ class Service:
                 group.create_task(parts.rules.run_ticks(), name="rules-ticks"),
                 group.create_task(parts.rules.run_checkpoints(), name="rules-checkpoints"),
                 group.create_task(parts.rules.run_watch(), name="rules-watch"),
+                group.create_task(parts.supervisor.run(), name="case-supervision"),
             ]
             serving = group.create_task(parts.server.serve(), name="http-api")
             listening = asyncio.create_task(parts.server.listening.wait())
@@ -310,6 +336,20 @@ class Service:
         async with sessions() as session, session.begin():
             await ensure_subscription(session=session, url=settings.webhook_url, secret=secret)
         log.info("webhook subscription ready url=%s", settings.webhook_url)
+
+
+def _case_policy(settings: Settings) -> CasePolicy:
+    # Read before anything starts: a bad deadlines, calendar or routing file stops the service
+    # with the loader's message, which names the file and the field.
+    try:
+        return load_case_policy(
+            deadlines_file=settings.deadlines_file,
+            calendar_file=settings.calendar_file,
+            routing_file=settings.routing_file,
+            reopen_within=timedelta(hours=settings.reopen_within_h),
+        )
+    except ValueError as err:
+        raise SettingsError(str(err)) from err
 
 
 def _tune_garbage_collector() -> None:

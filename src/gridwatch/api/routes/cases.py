@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from gridwatch.api.deps import PrincipalDep, SessionDep, permitted
+from gridwatch.api.deps import ContextDep, PrincipalDep, SessionDep, permitted
 from gridwatch.api.keys import Principal
 from gridwatch.api.problems import PROBLEM_JSON, problem
 from gridwatch.api.roles import Permission, action_permission, allows
@@ -83,12 +83,23 @@ async def list_cases(
 
 @router.post("", status_code=201, **REPORT)
 async def report_case(
-    report: CaseReport, session: SessionDep, principal: PrincipalDep, response: Response
+    report: CaseReport,
+    session: SessionDep,
+    principal: PrincipalDep,
+    response: Response,
+    context: ContextDep,
 ) -> CaseRead:
-    """Report a case by hand (a patrol's or a citizen's); it enters the loop as reported."""
+    """Report a case by hand (a patrol's or a citizen's); it enters the loop as reported.
+
+    Where the routing table has a route for its category and grid, it is dispatched at once.
+    """
     async with session.begin():
         case = await transitions.report_case(
-            session=session, report=report, actor=_actor(principal), at=datetime.now(UTC)
+            session=session,
+            report=report,
+            actor=_actor(principal),
+            at=datetime.now(UTC),
+            policy=context.case_policy,
         )
     response.headers["Location"] = f"/api/v1/cases/{case.id}"
     response.headers["ETag"] = etag(case.version)
@@ -130,6 +141,7 @@ async def transition_case(
     session: SessionDep,
     principal: PrincipalDep,
     response: Response,
+    context: ContextDep,
     if_match: Annotated[str | None, Header(description='The version read: "3" or W/"3".')] = None,
 ) -> Any:
     """Move the case through the loop; the role needs the action's own permission too.
@@ -157,6 +169,7 @@ async def transition_case(
                 actor=_actor(principal),
                 at=datetime.now(UTC),
                 include_test=_sees_tests(principal),
+                policy=context.case_policy,
             )
     except CaseNotFoundError as err:
         return problem(404, str(err))
