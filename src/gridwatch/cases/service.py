@@ -51,12 +51,12 @@ def new_case_id(opened_at: datetime) -> str:
 
 
 def case_key(alarm: AlarmEvent, *, test: bool) -> str:
-    """The key of the one open case an alarm belongs to: its (sensor, rule) fingerprint.
+    """The key of the one open case an alarm belongs to: (sensor, case group or rule).
 
     A test case (from a sensor being commissioned) is kept apart from live ones, so a test
     case still open when the sensor goes live never absorbs its first real alarm.
     """
-    return f"test:{alarm.fingerprint}" if test else alarm.fingerprint
+    return f"test:{alarm.case_fingerprint}" if test else alarm.case_fingerprint
 
 
 async def apply_alarm(
@@ -206,7 +206,11 @@ def _open_case(*, session: AsyncSession, alarm: AlarmEvent, sensor: Sensor, open
         action=lifecycle.REPORT,
         from_status=None,
         note=alarm.title,
-        data={"severity": alarm.severity.value, "values": dict(alarm.values)},
+        data={
+            "rule_id": alarm.rule_id,
+            "severity": alarm.severity.value,
+            "values": dict(alarm.values),
+        },
     )
     session.add(case)
     return case
@@ -224,7 +228,7 @@ async def _update_case(
     case.occurrences += 1
     case.last_seen_at = max(case.last_seen_at, alarm.at)
     case.alarm_active = True
-    case.evidence = _evidence(alarm)
+    case.evidence = _evidence(alarm, case.evidence)
     if Severity(alarm.severity) > Severity(case.severity):
         previous = case.severity
         case.severity = alarm.severity.value
@@ -238,14 +242,18 @@ async def _update_case(
     return None
 
 
-def _evidence(alarm: AlarmEvent) -> dict[str, object]:
-    # Why the alarm fired, so the case shows it: the values, the window and the comparison.
-    evidence: dict[str, object] = {"values": dict(alarm.values)}
+def _evidence(alarm: AlarmEvent, previous: dict[str, Any] | None = None) -> dict[str, object]:
+    # Why the alarm fired, so the case shows it: the values, the window and the comparison;
+    # and, under `rules`, the latest of each rule that reached the case (a case group folds
+    # several rules into one case, and the officer must see every signal that fired).
+    latest: dict[str, object] = {"values": dict(alarm.values)}
     if alarm.why:
-        evidence["why"] = alarm.why
+        latest["why"] = alarm.why
     if alarm.window:
-        evidence["window"] = alarm.window
-    return evidence
+        latest["window"] = alarm.window
+    rules = dict((previous or {}).get("rules") or {})
+    rules[alarm.rule_id] = latest | {"severity": alarm.severity.value, "at": alarm.at.isoformat()}
+    return latest | {"rule_id": alarm.rule_id, "rules": rules}
 
 
 def _record(case: Case, alarm: AlarmEvent, *, action: str, note: str) -> None:
@@ -256,7 +264,11 @@ def _record(case: Case, alarm: AlarmEvent, *, action: str, note: str) -> None:
         action=action,
         from_status=CaseStatus(case.status),
         note=note,
-        data={"severity": alarm.severity.value, "values": dict(alarm.values)},
+        data={
+            "rule_id": alarm.rule_id,
+            "severity": alarm.severity.value,
+            "values": dict(alarm.values),
+        },
     )
 
 
