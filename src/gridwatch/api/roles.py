@@ -38,6 +38,7 @@ class Permission(StrEnum):
     CASES_APPROVE_POSTPONE = "cases:approve_postpone"
     CASES_EVALUATE = "cases:evaluate"
     CASES_REOPEN = "cases:reopen"
+    KPI_READ = "kpi:read"
     METRICS_READ = "metrics:read"
     RULES_READ = "rules:read"
     RULES_WRITE = "rules:write"
@@ -69,6 +70,8 @@ ROLE_MATRIX: dict[Permission, frozenset[Role]] = {
     Permission.CASES_APPROVE_POSTPONE: _OFFICERS,
     Permission.CASES_EVALUATE: _OFFICERS,
     Permission.CASES_REOPEN: _OFFICERS,
+    # Evaluation is about the loop's work, which installers take no part in.
+    Permission.KPI_READ: _EVERYONE - {Role.INSTALLER},
     Permission.METRICS_READ: _EVERYONE,
     Permission.RULES_READ: _EVERYONE,
     Permission.RULES_WRITE: frozenset({Role.ADMIN}),
