@@ -5,11 +5,14 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 import httpx
+
+from tests.servers.ports import free_port
 
 GRIDWATCH = Path(sys.executable).parent / "gridwatch"
 START_TIMEOUT_S = 60.0
@@ -91,3 +94,26 @@ def wait_until(predicate, *, what: str, timeout: float = 20.0, interval: float =
             break
         time.sleep(interval)
     raise TimeoutError(f"timed out waiting for {what}")
+
+
+ADMIN_KEY = "e2e-admin-key-0123456789abcdefgh"
+
+
+def service_env(
+    tmp_path: Path, *, mqtt_url: str, database_url: str, rules: str, **extra: str
+) -> dict[str, str]:
+    """The environment of a `gridwatch run` of its own: data, topics, port, rules, admin key."""
+    prefix = f"e2e-{uuid.uuid4().hex[:8]}"
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir(exist_ok=True)
+    (rules_dir / "pack.yaml").write_text(rules)
+    return {
+        "GRIDWATCH_DATA_DIR": str(tmp_path / "var"),
+        "GRIDWATCH_DATABASE_URL": database_url,
+        "GRIDWATCH_MQTT_URL": mqtt_url,
+        "GRIDWATCH_MQTT_TOPIC_PREFIX": prefix,
+        "GRIDWATCH_MQTT_CLIENT_ID": f"gateway-{prefix}",
+        "GRIDWATCH_HTTP_PORT": str(free_port()),
+        "GRIDWATCH_RULES_DIR": str(rules_dir),
+        "GRIDWATCH_ADMIN_KEY": ADMIN_KEY,
+    } | extra

@@ -3,7 +3,6 @@
 import asyncio
 import threading
 import time
-import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
@@ -11,12 +10,10 @@ import httpx
 import pytest
 
 from gridwatch.simulators import ModbusDeviceServer, parse_scenario
-from tests.e2e.process import GridwatchProcess, wait_until
-from tests.servers.ports import free_port
+from tests.e2e.process import ADMIN_KEY, GridwatchProcess, service_env, wait_until
 
 pytestmark = pytest.mark.slow
 
-ADMIN_KEY = "e2e-admin-key-0123456789abcdefgh"
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 RULES = """
 rules:
@@ -69,21 +66,14 @@ def devices() -> Iterator[SimulatorThread]:
 
 @pytest.fixture
 def gridwatch(tmp_path, mosquitto, database_url):
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "pack.yaml").write_text(RULES)
-    prefix = f"e2e-{uuid.uuid4().hex[:8]}"
-    env = {
-        "GRIDWATCH_DATA_DIR": str(tmp_path / "var"),
-        "GRIDWATCH_DATABASE_URL": database_url,
-        "GRIDWATCH_MQTT_URL": mosquitto.url,
-        "GRIDWATCH_MQTT_TOPIC_PREFIX": prefix,
-        "GRIDWATCH_MQTT_CLIENT_ID": f"gateway-{prefix}",
-        "GRIDWATCH_HTTP_PORT": str(free_port()),
-        "GRIDWATCH_RULES_DIR": str(tmp_path / "rules"),
-        "GRIDWATCH_ADMIN_KEY": ADMIN_KEY,
-        "GRIDWATCH_MODBUS_OFFLINE_AFTER": "2",
-        "GRIDWATCH_MODBUS_BACKOFF_MAX_S": "2",
-    }
+    env = service_env(
+        tmp_path,
+        mqtt_url=mosquitto.url,
+        database_url=database_url,
+        rules=RULES,
+        GRIDWATCH_MODBUS_OFFLINE_AFTER="2",
+        GRIDWATCH_MODBUS_BACKOFF_MAX_S="2",
+    )
     with GridwatchProcess(["run"], env=env, log_path=tmp_path / "gridwatch.log") as process:
         yield process
         assert process.stop() == 0, process.output()

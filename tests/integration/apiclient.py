@@ -17,6 +17,7 @@ from gridwatch.gateway.rejects import RejectLog
 from gridwatch.gateway.telemetry import LatestReadings, TelemetryReader
 from gridwatch.rules import Rule
 from gridwatch.service.registry_sync import RegistrySync
+from tests.integration.factories import alarm_service
 from tests.telemetry.support import NO_TELEMETRY
 
 
@@ -58,7 +59,7 @@ async def running_api(
         admin_key_digest=None,
         readiness=ready,
         profiles=profiles or {},
-        rules=lambda: rules,
+        alarms=alarm_service(rules, registry),
         sensors_changed=sync.reload,
         strict_location=strict_location,
     )

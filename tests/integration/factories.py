@@ -1,8 +1,13 @@
 """Builders for domain objects used across integration tests."""
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from gridwatch.domain import AlarmEvent, AlarmTransition, Sensor, Severity
+from gridwatch.gateway.alarms import AlarmService
+from gridwatch.gateway.metrics import Metrics
+from gridwatch.gateway.registry import SensorRegistry
+from gridwatch.rules import Rule, RulePack
 
 T0 = datetime(2026, 7, 20, 8, 0, tzinfo=UTC)
 
@@ -32,4 +37,20 @@ def alarm(
         title=f"Rain at {sensor_id} ({severity})",
         at=T0 + timedelta(seconds=seconds),
         values={"rain_mm": 4.0},
+    )
+
+
+async def _no_case_store(sensor: Sensor, alarms: Sequence[AlarmEvent], *, test: bool) -> None:
+    raise AssertionError(f"this test has no case store; {sensor.id} raised {alarms}")
+
+
+def alarm_service(
+    rules: Sequence[Rule] = (), registry: SensorRegistry | None = None
+) -> AlarmService:
+    """An alarm service for API tests: the rules in force and dry runs, no case store."""
+    return AlarmService(
+        rules=RulePack(tuple(rules)),
+        registry=registry or SensorRegistry(),
+        cases=_no_case_store,
+        metrics=Metrics(),
     )

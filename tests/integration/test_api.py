@@ -11,7 +11,7 @@ from gridwatch.gateway.metrics import Metrics
 from gridwatch.gateway.registry import SensorRegistry
 from gridwatch.gateway.rejects import RejectLog
 from gridwatch.gateway.telemetry import LatestReadings
-from tests.integration.factories import alarm, rain_sensor
+from tests.integration.factories import alarm, alarm_service, rain_sensor
 from tests.telemetry.support import NO_TELEMETRY
 
 KEY = "test-admin-key-0123456789abcdef"
@@ -32,6 +32,7 @@ async def client(sessions):
         metrics=Metrics(),
         admin_key_digest=digest(KEY),
         readiness=ready,
+        alarms=alarm_service(),
     )
     transport = httpx.ASGITransport(app=create_app(context))
     async with httpx.AsyncClient(transport=transport, base_url="http://gridwatch") as client:

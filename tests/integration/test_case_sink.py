@@ -11,8 +11,8 @@ from gridwatch.cases.models import Case
 from gridwatch.cases.requests import TransitionRequest
 from gridwatch.cases.service import get_case
 from gridwatch.domain import AlarmTransition, Severity
+from gridwatch.gateway.alarms import TransientError
 from gridwatch.gateway.metrics import Metrics
-from gridwatch.gateway.pipeline import TransientError
 from gridwatch.service.case_sink import DatabaseCaseSink
 from tests.cases.support import ADMIN, request, step
 from tests.integration.factories import alarm, rain_sensor

@@ -146,7 +146,8 @@ async def test_a_sensor_case_is_not_verified_while_its_alarm_is_active(api, sess
     assert entry["data"]["override"] is True
     assert entry["data"]["alarm_active"] is True
     assert entry["data"]["cleared"] is None
-    assert entry["data"]["alarm_evidence"] == {"values": {"rain_mm": 4.0}}
+    evidence = entry["data"]["alarm_evidence"]
+    assert (evidence["values"], evidence["rule_id"]) == ({"rain_mm": 4.0}, "burst")
 
 
 async def test_a_sensor_case_is_verified_by_its_alarm_clearing(api, sessions):
@@ -161,6 +162,7 @@ async def test_a_sensor_case_is_verified_by_its_alarm_clearing(api, sessions):
     assert (data["override"], data["alarm_active"]) == (False, False)
     assert data["cleared"] == {
         "at": "2026-07-20T08:00:00+00:00", "severity": "orange", "values": {"rain_mm": 4.0},
+        "rule_id": "burst",
     }  # fmt: skip
 
 

@@ -9,13 +9,14 @@ from sqlalchemy import func, select
 from gridwatch.adapters.mqtt import RawMessage
 from gridwatch.cases.models import Case, OutboxEvent
 from gridwatch.domain import Sensor, SensorStatus
+from gridwatch.gateway.alarms import AlarmService
 from gridwatch.gateway.metrics import Metrics
 from gridwatch.gateway.pipeline import Accepted, IngestPipeline
 from gridwatch.gateway.registry import SensorRegistry
 from gridwatch.gateway.rejects import RejectedMessage, RejectLog, RejectReason
 from gridwatch.gateway.telemetry import LatestReadings, ReadingsQuery
 from gridwatch.registry.catalog import device_profiles
-from gridwatch.rules import RuleEngine, load_rule_files
+from gridwatch.rules import RulePack, load_rule_files
 from gridwatch.service.case_sink import DatabaseCaseSink
 from gridwatch.service.vendor_codecs import vendor_codecs
 from tests.integration.factories import rain_sensor
@@ -45,16 +46,21 @@ def pipeline(sessions, tmp_path, telemetry):
         rain_sensor("RG-OLD").model_dump() | {"status": SensorStatus.RETIRED}
     )
     metrics = Metrics()
+    registry = SensorRegistry([rain_sensor("RG-1"), retired])
     return IngestPipeline(
         topic_prefix="city/gw",
-        registry=SensorRegistry([rain_sensor("RG-1"), retired]),
+        registry=registry,
         writer=telemetry.writer,
         latest=LatestReadings(),
-        engine=RuleEngine(load_rule_files([rules])),
-        cases=DatabaseCaseSink(sessions=sessions, metrics=metrics, on_committed=lambda: None),
+        alarms=_alarms(sessions, metrics, registry, load_rule_files([rules])),
         rejects=RejectLog(tmp_path / "rejected.jsonl"),
         metrics=metrics,
     )
+
+
+def _alarms(sessions, metrics, registry, rules):
+    sink = DatabaseCaseSink(sessions=sessions, metrics=metrics, on_committed=lambda: None)
+    return AlarmService(rules=rules, registry=registry, cases=sink, metrics=metrics)
 
 
 def _message(topic: str, payload: object) -> RawMessage:
@@ -126,13 +132,13 @@ def vendor_pipeline(sessions, tmp_path, telemetry):
          "protocol": {"type": "mqtt", "codec": "traction-controller"}}
     )  # fmt: skip
     metrics = Metrics()
+    registry = SensorRegistry([elevator])
     return IngestPipeline(
         topic_prefix="gridwatch",
-        registry=SensorRegistry([elevator]),
+        registry=registry,
         writer=telemetry.writer,
         latest=LatestReadings(),
-        engine=RuleEngine([]),
-        cases=DatabaseCaseSink(sessions=sessions, metrics=metrics, on_committed=lambda: None),
+        alarms=_alarms(sessions, metrics, registry, RulePack(())),
         rejects=RejectLog(tmp_path / "rejected.jsonl"),
         metrics=metrics,
         vendor_codecs=vendor_codecs(device_profiles()),
@@ -163,8 +169,8 @@ async def test_an_unknown_vendor_fault_code_is_set_aside_naming_it(vendor_pipeli
     assert outcome.detail == "err: unknown fault code '99' for traction-controller"
 
 
-class BrokenEngine(RuleEngine):
-    """A rules engine with a bug that one particular value trips."""
+class BrokenAlarms(AlarmService):
+    """An alarm service with a bug that one particular value trips."""
 
     def evaluate(self, sensor, reading):
         if reading.values.get("rain_mm") == 6.66:
@@ -176,13 +182,14 @@ async def test_a_bug_tripped_by_one_message_sets_it_aside_and_ingest_goes_on(
     sessions, tmp_path, telemetry
 ):
     metrics = Metrics()
+    registry = SensorRegistry([rain_sensor("RG-1")])
+    sink = DatabaseCaseSink(sessions=sessions, metrics=metrics, on_committed=lambda: None)
     pipeline = IngestPipeline(
         topic_prefix="gridwatch",
-        registry=SensorRegistry([rain_sensor("RG-1")]),
+        registry=registry,
         writer=telemetry.writer,
         latest=LatestReadings(),
-        engine=BrokenEngine([]),
-        cases=DatabaseCaseSink(sessions=sessions, metrics=metrics, on_committed=lambda: None),
+        alarms=BrokenAlarms(rules=RulePack(()), registry=registry, cases=sink, metrics=metrics),
         rejects=RejectLog(tmp_path / "rejected.jsonl"),
         metrics=metrics,
     )

@@ -7,11 +7,10 @@ from sqlalchemy import select
 
 from gridwatch.cases.models import Case
 from gridwatch.domain import AlarmTransition, Channel, Reading
+from gridwatch.gateway.alarms import AlarmService
 from gridwatch.gateway.metrics import Metrics
-from gridwatch.gateway.pipeline import IngestPipeline
 from gridwatch.gateway.registry import SensorRegistry
-from gridwatch.gateway.rejects import RejectLog
-from gridwatch.gateway.telemetry import LatestReadings
+from gridwatch.rules import load_pack_dir
 from gridwatch.service.case_sink import DatabaseCaseSink
 from gridwatch.service.rules_runtime import RulesRuntime
 from tests.integration.factories import rain_sensor
@@ -53,11 +52,22 @@ def rules_dir(tmp_path):
     return directory
 
 
-def _runtime(rules_dir, tmp_path):
+def _runtime(rules_dir, tmp_path, sessions=None):
     registry = SensorRegistry([rain_sensor("RG-1")])
-    return RulesRuntime(
-        rules_dir=rules_dir, state_path=tmp_path / "rules-state.json", registry=registry
+    metrics = Metrics()
+    sink = (
+        DatabaseCaseSink(sessions=sessions, metrics=metrics, on_committed=lambda: None)
+        if sessions is not None
+        else _refuse
     )
+    alarms = AlarmService(
+        rules=load_pack_dir(rules_dir), registry=registry, cases=sink, metrics=metrics
+    )
+    return RulesRuntime(alarms=alarms, rules_dir=rules_dir, state_path=tmp_path / "state.json")
+
+
+async def _refuse(sensor, alarms, *, test):
+    raise AssertionError(f"no case store in this test, got {alarms}")
 
 
 async def test_a_restart_neither_re_raises_nor_forgets_an_active_alarm(rules_dir, tmp_path):
@@ -79,7 +89,7 @@ async def test_a_restart_neither_re_raises_nor_forgets_an_active_alarm(rules_dir
 
 
 async def test_a_corrupt_checkpoint_starts_fresh(rules_dir, tmp_path):
-    (tmp_path / "rules-state.json").write_text("{not json")
+    (tmp_path / "state.json").write_text("{not json")
     runtime = _runtime(rules_dir, tmp_path)
     runtime.restore()
     assert runtime.engine.active_alarms() == {}
@@ -101,20 +111,8 @@ async def test_ticks_open_a_maintenance_case_for_a_silent_sensor(
     rules_dir, tmp_path, sessions, telemetry
 ):
     (rules_dir / "offline.yaml").write_text(OFFLINE)
-    runtime = _runtime(rules_dir, tmp_path)
-    metrics = Metrics()
+    runtime = _runtime(rules_dir, tmp_path, sessions)
     sensor = rain_sensor("RG-1")  # reports every 5 s
-    pipeline = IngestPipeline(
-        topic_prefix="gridwatch",
-        registry=SensorRegistry([sensor]),
-        writer=telemetry.writer,
-        latest=LatestReadings(),
-        engine=runtime.engine,
-        cases=DatabaseCaseSink(sessions=sessions, metrics=metrics, on_committed=lambda: None),
-        rejects=RejectLog(None),
-        metrics=metrics,
-    )
-    runtime.attach(pipeline)
     now = datetime.now(UTC)
     runtime.engine.evaluate(sensor, _reading(0.1, now))
     await runtime.tick(now + timedelta(seconds=10))

@@ -16,7 +16,6 @@ from gridwatch.api.readings import ReadingRead
 from gridwatch.domain import Reading, Sensor, SensorStatus
 from gridwatch.registry import service
 from gridwatch.registry.problems import ConflictError, FieldProblem
-from gridwatch.rules import RuleEngine
 
 POLL_S = 0.1
 
@@ -114,12 +113,10 @@ async def _wait_for_reading(
 
 
 def _dry_run(context: ApiContext, sensor: Sensor, reading: Reading | None) -> list[RuleOutcome]:
-    rules = context.rules()
+    rules = [rule for rule in context.alarms.engine.rules if rule.applies_to.matches(sensor)]
     if reading is None:
         return [RuleOutcome(rule_id=rule.id, fires=False) for rule in rules]
-    # A fresh engine: the dry run must not touch the live alarm state.
-    as_active = sensor.model_copy(update={"status": SensorStatus.ACTIVE})
-    fired = {event.rule_id: event for event in RuleEngine(rules).evaluate(as_active, reading)}
+    fired = {event.rule_id: event for event in context.alarms.dry_run(sensor, reading)}
     return [
         RuleOutcome(
             rule_id=rule.id,
@@ -128,5 +125,4 @@ def _dry_run(context: ApiContext, sensor: Sensor, reading: Reading | None) -> li
             title=fired[rule.id].title if rule.id in fired else None,
         )
         for rule in rules
-        if rule.applies_to.matches(as_active)
     ]

@@ -1,6 +1,6 @@
 """What the API needs from the running service, handed over explicitly (no globals)."""
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -8,11 +8,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gridwatch.cases.policy import CasePolicy, shipped_policy
 from gridwatch.domain import Sensor
+from gridwatch.gateway.alarms import AlarmService
 from gridwatch.gateway.metrics import Metrics
 from gridwatch.gateway.registry import SensorRegistry
 from gridwatch.gateway.rejects import RejectLog
 from gridwatch.gateway.telemetry import LatestReadings, TelemetryReader
-from gridwatch.rules import Rule
 
 
 class DeviceProfileView(Protocol):
@@ -66,8 +66,9 @@ class ApiContext:
     metrics: Metrics
     admin_key_digest: str | None
     readiness: Callable[[], Awaitable[dict[str, bool]]]
+    # The rules in force and the commissioning dry run come from the one alarm service.
+    alarms: AlarmService
     profiles: Mapping[str, DeviceProfileView] = field(default_factory=dict)
-    rules: Callable[[], Sequence[Rule]] = tuple
     # Called after a committed registry change, so the gateway's index updates at once.
     sensors_changed: Callable[[], Awaitable[None]] = _nothing_changed
     strict_location: bool = False

@@ -1,6 +1,5 @@
 """The ingest pipeline: topic → sensor → decoded reading → store → rules → cases, in batches."""
 
-import asyncio
 import json
 import logging
 import time
@@ -16,34 +15,20 @@ from gridwatch.adapters.modbus import PolledReading
 from gridwatch.adapters.mqtt import RawMessage
 from gridwatch.domain import AlarmEvent, Channel, Reading, Sensor, SensorStatus
 from gridwatch.domain.sensors import SENSOR_ID_RE
+from gridwatch.gateway.alarms import AlarmService
 from gridwatch.gateway.metrics import Metrics
 from gridwatch.gateway.registry import SensorRegistry
 from gridwatch.gateway.rejects import RejectedMessage, RejectLog, RejectReason
 from gridwatch.gateway.telemetry.latest import LatestReadings
 from gridwatch.gateway.telemetry.schema import Point, PointBuilder
-from gridwatch.rules import RuleEngine
 
 log = logging.getLogger("gridwatch.ingest")
 
 _CHANNELS = {channel.value: channel for channel in Channel}
 
-CASE_RETRY_BASE_S = 0.5
-CASE_RETRY_MAX_S = 30.0
-
 
 # Maps a vendor payload to the canonical one; raises PayloadError naming the field.
 VendorCodec = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-class CaseSink(Protocol):
-    """Applies a reading's alarm events to cases in one transaction."""
-
-    async def __call__(self, sensor: Sensor, alarms: Sequence[AlarmEvent]) -> None:
-        """Persist the alarms' effect on cases, or raise TransientError to be retried."""
-
-
-class TransientError(Exception):
-    """The case store is unavailable for now; the same call should be retried."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +62,7 @@ class IngestPipeline:
         registry: SensorRegistry,
         writer: PointWriter,
         latest: LatestReadings,
-        engine: RuleEngine,
-        cases: CaseSink,
+        alarms: AlarmService,
         rejects: RejectLog,
         metrics: Metrics,
         vendor_codecs: Mapping[str, VendorCodec] | None = None,
@@ -89,8 +73,7 @@ class IngestPipeline:
         self._writer = writer
         self._latest = latest
         self._points = PointBuilder()
-        self._engine = engine
-        self._cases = cases
+        self._alarms = alarms
         self._rejects = rejects
         self._metrics = metrics
         self._vendor_codecs = vendor_codecs or {}
@@ -125,7 +108,7 @@ class IngestPipeline:
         durable = self._writer.submit(points)
         self._count_readings(counts)
         for sensor, alarms in raised:
-            await self.apply_alarms(sensor, alarms)
+            await self._alarms.apply(sensor, alarms)
         metrics = self._metrics
         metrics.ingest_batch_size.observe(len(messages))
         metrics.ingest_seconds.observe(time.perf_counter() - started)
@@ -142,7 +125,7 @@ class IngestPipeline:
         durable = self._writer.submit(points)
         self._count_readings(counts)
         for sensor, alarms in raised:
-            await self.apply_alarms(sensor, alarms)
+            await self._alarms.apply(sensor, alarms)
         self._metrics.ingest_seconds.observe(time.perf_counter() - started)
         return durable
 
@@ -230,20 +213,8 @@ class IngestPipeline:
         points.append(self._points.point(sensor, reading))
         self._latest.put(reading)
         counts[reading.kind, reading.channel.value] += 1
-        # A sensor being commissioned is evaluated as if live; its cases are test cases.
-        evaluated = (
-            sensor.model_copy(update={"status": SensorStatus.ACTIVE})
-            if sensor.status is SensorStatus.COMMISSIONING
-            else sensor
-        )
-        alarms = tuple(self._engine.evaluate(evaluated, reading))
+        alarms = self._alarms.evaluate(sensor, reading)
         if alarms:
-            for alarm in alarms:
-                self._metrics.alarms.labels(alarm.transition.value).inc()
-                log.info(
-                    "alarm %s sensor=%s rule=%s severity=%s",
-                    alarm.transition, alarm.sensor_id, alarm.rule_id, alarm.severity,
-                )  # fmt: skip
             raised.append((sensor, alarms))
         return alarms
 
@@ -309,22 +280,3 @@ class IngestPipeline:
         if codec is None:
             raise PayloadError("protocol.codec", f"no vendor codec {codec_name!r} is loaded")
         return json.dumps(codec(parse_json_object(payload))).encode()
-
-    async def apply_alarms(self, sensor: Sensor, alarms: Sequence[AlarmEvent]) -> None:
-        """Apply alarms to cases, retrying while the case store is unavailable."""
-        # The message stays unacknowledged while we wait, so the broker holds the stream
-        # behind it: backpressure instead of a lost case.
-        failures = 0
-        while True:
-            try:
-                await self._cases(sensor, alarms)
-            except TransientError as err:
-                failures += 1
-                delay = min(CASE_RETRY_MAX_S, CASE_RETRY_BASE_S * 2 ** min(failures, 10))
-                log.warning(
-                    "case store unavailable sensor=%s (%s); retry %d in %.1fs",
-                    sensor.id, err, failures, delay,
-                )  # fmt: skip
-                await asyncio.sleep(delay)
-            else:
-                return

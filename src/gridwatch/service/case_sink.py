@@ -9,9 +9,9 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from gridwatch.cases.policy import CasePolicy
 from gridwatch.cases.service import CaseChange, apply_alarm
-from gridwatch.domain import AlarmEvent, Sensor, SensorStatus
+from gridwatch.domain import AlarmEvent, Sensor
+from gridwatch.gateway.alarms import TransientError
 from gridwatch.gateway.metrics import Metrics
-from gridwatch.gateway.pipeline import TransientError
 
 log = logging.getLogger("gridwatch.cases")
 
@@ -32,7 +32,9 @@ class DatabaseCaseSink:
         self._metrics = metrics
         self._on_committed = on_committed
 
-    async def __call__(self, sensor: Sensor, alarms: Sequence[AlarmEvent]) -> None:
+    async def __call__(
+        self, sensor: Sensor, alarms: Sequence[AlarmEvent], *, test: bool = False
+    ) -> None:
         """Apply every alarm of one reading atomically; connection trouble is transient."""
         try:
             async with self._sessions() as session, session.begin():
@@ -41,7 +43,7 @@ class DatabaseCaseSink:
                         session=session,
                         alarm=alarm,
                         sensor=sensor,
-                        test=sensor.status is SensorStatus.COMMISSIONING,
+                        test=test,
                         policy=self._policy,
                     )
                     for alarm in alarms

@@ -2,17 +2,13 @@
 
 import asyncio
 import logging
-from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gridwatch.domain import AlarmEvent
+from gridwatch.gateway.alarms import AlarmService
 from gridwatch.gateway.files import write_file_atomically
-from gridwatch.gateway.pipeline import IngestPipeline
-from gridwatch.gateway.registry import SensorRegistry
-from gridwatch.rules import RuleEngine, RuleFileError, SnapshotError, load_pack_dir
+from gridwatch.rules import RuleFileError, SnapshotError, load_pack_dir
 
 log = logging.getLogger("gridwatch.rules")
 
@@ -32,26 +28,15 @@ class ReloadReport:
 
 
 class RulesRuntime:
-    """Owns the engine's life around the pipeline: time passing, restarts, rule changes."""
+    """The rules' life around the alarm service: time passing, restarts, rule file changes."""
 
-    def __init__(
-        self,
-        *,
-        rules_dir: Path,
-        state_path: Path,
-        registry: SensorRegistry,
-    ) -> None:
+    def __init__(self, *, alarms: AlarmService, rules_dir: Path, state_path: Path) -> None:
+        self._alarms = alarms
         self._rules_dir = rules_dir
         self._state_path = state_path
-        self._registry = registry
-        self.engine = RuleEngine(load_pack_dir(rules_dir))
+        self.engine = alarms.engine
         self._files = self._fingerprint()
         self._lock = asyncio.Lock()
-        self._pipeline: IngestPipeline | None = None
-
-    def attach(self, pipeline: IngestPipeline) -> None:
-        """Alarms from ticks and reloads go to cases through the pipeline's retrying sink."""
-        self._pipeline = pipeline
 
     def restore(self) -> None:
         """Resume the checkpointed state, so a restart neither re-raises nor forgets alarms."""
@@ -74,7 +59,7 @@ class RulesRuntime:
 
     async def tick(self, now: datetime) -> None:
         """Let time pass for the engine and apply what fires (deadman, held conditions)."""
-        await self._apply(self.engine.tick(now))
+        await self._alarms.tick(now)
 
     async def run_ticks(self) -> None:
         """Tick about once a second until cancelled."""
@@ -104,21 +89,10 @@ class RulesRuntime:
             except RuleFileError as err:
                 log.warning("rule files refused, the running rules stay: %s", err)
                 return ReloadReport(loaded=False, rules=len(self.engine.rules), error=str(err))
-            events = self.engine.replace_rules(pack, at=datetime.now(UTC))
-            await self._apply(events)
+            events = self._alarms.replace_rules(pack, at=datetime.now(UTC))
+            await self._alarms.apply_events(events)
             log.info("rules reloaded: %d rules, %d alarms cleared", len(pack.rules), len(events))
             return ReloadReport(loaded=True, rules=len(pack.rules), cleared=len(events))
-
-    async def _apply(self, events: Sequence[AlarmEvent]) -> None:
-        if not events or self._pipeline is None:
-            return
-        by_sensor: dict[str, list[AlarmEvent]] = defaultdict(list)
-        for event in events:
-            by_sensor[event.sensor_id].append(event)
-        for sensor_id, alarms in by_sensor.items():
-            sensor = self._registry.get(sensor_id)
-            if sensor is not None:
-                await self._pipeline.apply_alarms(sensor, alarms)
 
     def _fingerprint(self) -> tuple[tuple[str, int, int], ...]:
         return tuple(

@@ -25,6 +25,7 @@ from gridwatch.cases.policy import CasePolicy, load_case_policy
 from gridwatch.dispatch.relay import WebhookRelay
 from gridwatch.dispatch.subscriptions import ensure_subscription
 from gridwatch.domain import Sensor
+from gridwatch.gateway.alarms import AlarmService
 from gridwatch.gateway.db import create_engine, migrate, session_factory
 from gridwatch.gateway.metrics import Metrics
 from gridwatch.gateway.pipeline import IngestPipeline
@@ -36,7 +37,7 @@ from gridwatch.registry.catalog import device_profiles
 from gridwatch.registry.grid_store import parse_geojson, replace_grid
 from gridwatch.registry.profiles import DeviceProfile
 from gridwatch.registry.service import upsert_sensors
-from gridwatch.rules import DEFAULT_PACK_DIR
+from gridwatch.rules import DEFAULT_PACK_DIR, RulePack, load_pack_dir
 from gridwatch.service.case_sink import DatabaseCaseSink
 from gridwatch.service.modbus import PollRecorder, modbus_device, polled_devices
 from gridwatch.service.registry_sync import RegistrySync
@@ -101,12 +102,9 @@ class Service:
         settings = self.settings
         self.case_policy = _case_policy(settings)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        rules = RulesRuntime(
-            rules_dir=settings.rules_dir or DEFAULT_PACK_DIR,
-            state_path=settings.data_dir / "rules-state.json",
-            registry=self.registry,
-        )
-        rules.restore()
+        # Refused here, before anything starts: a broken rule file must not become a service
+        # that raises nothing.
+        pack = load_pack_dir(settings.rules_dir or DEFAULT_PACK_DIR)
         self.profiles = device_profiles(settings.profiles_dir)
         engine = create_engine(settings.resolved_database_url)
         try:
@@ -124,11 +122,11 @@ class Service:
                     settings, metrics=self.metrics, rejects=self.rejects, http=influx_http
                 ) as telemetry,
             ):
-                parts = self._build(engine, sessions, rules, http, telemetry)
+                parts = self._build(engine, sessions, pack, http, telemetry)
                 log.info(
                     "gridwatch started: %d sensors, %d rules, mqtt %s:%d, telemetry %s, "
                     "api http://%s:%d",
-                    len(self.registry), len(rules.engine.rules), parts.source.endpoint.host,
+                    len(self.registry), len(pack.rules), parts.source.endpoint.host,
                     parts.source.endpoint.port, telemetry.description, settings.http_host,
                     settings.http_port,
                 )  # fmt: skip
@@ -141,7 +139,7 @@ class Service:
         self,
         engine: AsyncEngine,
         sessions: async_sessionmaker[AsyncSession],
-        rules: RulesRuntime,
+        pack: RulePack,
         http: httpx.AsyncClient,
         telemetry: Telemetry,
     ) -> _Parts:
@@ -152,18 +150,29 @@ class Service:
             metrics=self.metrics,
             max_attempts=settings.webhook_max_attempts,
         )
-        pipeline = IngestPipeline(
-            topic_prefix=settings.mqtt_topic_prefix,
+        self.alarms = AlarmService(
+            rules=pack,
             registry=self.registry,
-            writer=telemetry.writer,
-            latest=self.latest,
-            engine=rules.engine,
             cases=DatabaseCaseSink(
                 sessions=sessions,
                 metrics=self.metrics,
                 on_committed=relay.notify,
                 policy=self.case_policy,
             ),
+            metrics=self.metrics,
+        )
+        rules = RulesRuntime(
+            alarms=self.alarms,
+            rules_dir=settings.rules_dir or DEFAULT_PACK_DIR,
+            state_path=settings.data_dir / "rules-state.json",
+        )
+        rules.restore()
+        pipeline = IngestPipeline(
+            topic_prefix=settings.mqtt_topic_prefix,
+            registry=self.registry,
+            writer=telemetry.writer,
+            latest=self.latest,
+            alarms=self.alarms,
             rejects=self.rejects,
             metrics=self.metrics,
             vendor_codecs=vendor_codecs(self.profiles),
@@ -188,7 +197,7 @@ class Service:
             rejects=self.rejects,
             metrics=self.metrics,
             admin_key_digest=digest(admin_key) if admin_key else None,
-            rules=lambda: rules.engine.rules,
+            alarms=self.alarms,
             reload_rules=rules.reload,
             sensors_changed=self.registry_sync.reload,
             profiles=self.profiles,
@@ -204,7 +213,6 @@ class Service:
             log_level="warning",
             lifespan="off",
         )
-        rules.attach(pipeline)
         self._pipeline = pipeline
         self._poll_recorder = PollRecorder(metrics=self.metrics, rejects=self.rejects)
         poller = ModbusPoller(
@@ -214,8 +222,8 @@ class Service:
             backoff_max_s=settings.modbus_backoff_max_s,
         )
         self.poller = poller
-        self.registry_sync.on_change = self._update_poller
-        self._update_poller()
+        self.registry_sync.on_change = self._registry_changed
+        self._registry_changed()
         supervisor = Supervisor(
             sessions=sessions,
             policy=self.case_policy,
@@ -248,9 +256,12 @@ class Service:
         await self._pipeline.handle_polled(probe.readings)
         return DeviceProbe(probe.registers, None)
 
-    def _update_poller(self) -> None:
-        # Registry changes (API, CLI, another process) reach the poller through the sync: a
-        # new Modbus sensor starts polling, a changed one restarts, a retired one stops.
+    def _registry_changed(self) -> None:
+        # Registry changes (API, CLI, another process) arrive through the sync. The alarm
+        # service takes each sensor's new status (one put into maintenance raises nothing,
+        # not even from the ticks); a new Modbus sensor starts polling, a changed one
+        # restarts, a retired one stops.
+        self.alarms.sensors_changed()
         devices = polled_devices(self.registry, self.profiles)
         self.poller.update(devices)
         self.metrics.modbus_devices.set(len(devices))

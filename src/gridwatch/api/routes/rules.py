@@ -45,7 +45,7 @@ async def list_rules(context: ContextDep) -> RuleList:
                 condition=rule.condition.model_dump(mode="json"),
                 applies_to=rule.applies_to.model_dump(mode="json"),
             )
-            for rule in context.rules()
+            for rule in context.alarms.engine.rules
         ]
     )
 
