@@ -8,8 +8,7 @@ import pytest
 
 from gridwatch.api.roles import ROLE_MATRIX, Permission, Role
 from gridwatch.cases.kpi import percentile_cont
-from gridwatch.cases.lifecycle import OVERDUE
-from gridwatch.cases.models import Case, CaseHistory
+from gridwatch.cases.models import Case
 from tests.integration.apiclient import running_api
 
 FIXTURE = json.loads((Path(__file__).parent / "data" / "kpi_cases.json").read_text())
@@ -61,6 +60,7 @@ def _case(spec):
         closed_at=_at(spec, "closed"),
         overdue=spec.get("overdue", False),
         supervision_level=1 if spec.get("overdue") else 0,
+        overdue_count=1 if spec.get("ever_overdue") else 0,
         auto_dispatched=spec.get("auto_dispatched", False),
         reassignments=spec.get("reassignments", 0),
         rework_count=spec.get("rework_count", 0),
@@ -69,20 +69,10 @@ def _case(spec):
     )
 
 
-def _overdue_entry(spec):
-    at = _at(spec, "dispatch_due") or datetime.fromisoformat(spec["opened_at"])
-    return CaseHistory(
-        case_id=spec["id"], at=at, actor="supervision", action=OVERDUE,
-        from_status=spec["status"], to_status=spec["status"],
-    )  # fmt: skip
-
-
 @pytest.fixture
 async def api(sessions):
     async with sessions() as session, session.begin():
         session.add_all([_case(spec) for spec in FIXTURE["cases"]])
-        await session.flush()
-        session.add_all([_overdue_entry(s) for s in FIXTURE["cases"] if s.get("ever_overdue")])
     async with running_api(sessions) as api:
         yield api
 

@@ -33,8 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gridwatch.cases.lifecycle import OVERDUE
-from gridwatch.cases.models import Case, CaseHistory, CaseStatus
+from gridwatch.cases.models import Case, CaseStatus
 from gridwatch.domain.calendar import DEFAULT_TIMEZONE
 
 P90 = 0.9
@@ -92,14 +91,6 @@ class Tally:
 
 
 _TALLY = tuple(f.name for f in fields(Tally))
-# `overdue` and `supervision_level` are cleared at every move, closing included, so only the
-# history remembers that a case ran late: supervision's `overdue` entry.
-_EVER_OVERDUE = (
-    select(CaseHistory.case_id)
-    .where(CaseHistory.action == OVERDUE)
-    .distinct()
-    .subquery("ever_overdue")
-)
 
 
 class Durations(BaseModel):
@@ -282,7 +273,8 @@ def _tally_columns(query: KpiQuery, dialect: str) -> list[ColumnElement[Any]]:
         "closed": _count(closed),
         "cancelled": _count(Case.status == CaseStatus.CANCELLED.value),
         "due_to_close": _count(or_(closed, and_(still_open, Case.due_at < query.end))),
-        "closed_on_time": _count(and_(closed, _EVER_OVERDUE.c.case_id.is_(None))),
+        # A closed case ran late if supervision ever found it overdue.
+        "closed_on_time": _count(and_(closed, Case.overdue_count == 0)),
         "reworked": _count(and_(closed, Case.rework_count > 0)),
         "dispatch_timed": _count(and_(dispatched, Case.dispatch_due_at.is_not(None))),
         "dispatched_in_time": _count(Case.dispatched_at <= Case.dispatch_due_at),
@@ -302,11 +294,7 @@ def _count(condition: ColumnElement[bool]) -> ColumnElement[int]:
 
 
 def _from_cases(statement: Select[Any], query: KpiQuery) -> Select[Any]:
-    return (
-        statement.select_from(Case)
-        .outerjoin(_EVER_OVERDUE, _EVER_OVERDUE.c.case_id == Case.id)
-        .where(*_population(query))
-    )
+    return statement.select_from(Case).where(*_population(query))
 
 
 async def _postgresql_tallies(
@@ -392,12 +380,12 @@ async def _hotspots(session: AsyncSession, query: KpiQuery, dialect: str) -> lis
 
 
 def _local_hour(dialect: str, start: datetime) -> ColumnElement[int]:
-    # The zone is a constant of ours, spelled out so GROUP BY matches the select list.
-    if dialect == "postgresql":
-        local = func.timezone(literal_column(f"'{DEFAULT_TIMEZONE}'"), Case.opened_at)
-        return cast(func.date_part("hour", local), Integer)
-    # SQLite has no time zones: shift by the zone's offset, which is fixed for China
-    # (no daylight saving since 1991); a zone with DST would be an hour off part of the year.
+    # The zone's offset is fixed for China (no daylight saving since 1991), so the local hour
+    # is arithmetic on the UTC time, the same on both databases (SQLite has no time zones);
+    # a zone with DST would be an hour off part of the year.
     offset = ZoneInfo(DEFAULT_TIMEZONE).utcoffset(start) or timedelta()
+    if dialect == "postgresql":
+        seconds = func.date_part("epoch", Case.opened_at, type_=Float) + offset.total_seconds()
+        return cast(func.floor(seconds / 3600), Integer) % 24
     minutes = int(offset.total_seconds() // 60)
     return cast(func.strftime("%H", Case.opened_at, f"{minutes:+d} minutes"), Integer)

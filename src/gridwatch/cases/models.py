@@ -60,6 +60,9 @@ class Case(Base):
     # How far up the grid hierarchy supervision (督办) has taken the case: 0 none, then one
     # level per escalation (community, street, district for a unit-grid case).
     supervision_level: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # Times supervision found the case overdue; never reset (the flags above are, at every
+    # deadline move), so the KPIs know a closed case ran late without reading its history.
+    overdue_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     # Kept for the KPIs once the deadlines have moved on: timely dispatch compares the first
     # dispatch with the first dispatch deadline.
     dispatch_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -174,6 +177,7 @@ class CaseSummary(BaseModel):
     overdue: bool
     due_soon: bool
     supervision_level: int
+    overdue_count: int
     dispatch_due_at: datetime | None
     dispatched_at: datetime | None
     handled_at: datetime | None

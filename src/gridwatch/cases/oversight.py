@@ -143,6 +143,7 @@ async def _take(
         if step is Step.OVERDUE:
             case.overdue = True
             case.due_soon = False
+            case.overdue_count += 1
         if case.supervision_level < len(supervisors):
             case.supervision_level += 1
             escalated_to = supervisors[case.supervision_level - 1]

@@ -180,6 +180,7 @@ def _open_case(*, session: AsyncSession, alarm: AlarmEvent, sensor: Sensor, open
         overdue=False,
         due_soon=False,
         supervision_level=0,
+        overdue_count=0,
         dispatch_due_at=None,
         dispatched_at=None,
         handled_at=None,

@@ -78,6 +78,7 @@ async def report_case(
         overdue=False,
         due_soon=False,
         supervision_level=0,
+        overdue_count=0,
         dispatch_due_at=None,
         dispatched_at=None,
         handled_at=None,
