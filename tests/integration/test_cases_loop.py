@@ -2,7 +2,7 @@
 rework, postponement, reopening, and the conditional write under a concurrent writer."""
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from typer.testing import CliRunner
@@ -305,8 +305,12 @@ async def test_the_write_is_conditional_on_the_version_read(sessions):
     )  # fmt: skip
 
 
-def test_the_cli_lists_shows_and_acts(database_url, monkeypatch):
+def test_the_cli_lists_shows_and_acts(database_url, monkeypatch, tmp_path):
     monkeypatch.setenv("GRIDWATCH_DATABASE_URL", database_url)
+    # The CLI takes the deadlines the service is configured with, not the shipped ones.
+    deadlines = tmp_path / "deadlines.yaml"
+    deadlines.write_text("rules:\n  - {category: '*', dispatch: 7h, handle: 7h, verify: 7h}\n")
+    monkeypatch.setenv("GRIDWATCH_DEADLINES_FILE", str(deadlines))
     monkeypatch.setenv("USER", "wang")
     monkeypatch.setenv("COLUMNS", "200")
 
@@ -346,3 +350,8 @@ def test_the_cli_lists_shows_and_acts(database_url, monkeypatch):
     case = asyncio.run(read())
     assert (case.status, case.unit, case.history[-1].actor) == ("dispatched", "water-bureau",
                                                                 "cli:wang")  # fmt: skip
+    assert case.due_at - case.history[-1].at == timedelta(hours=7)
+    deadlines.write_text("rules:\n  - {category: '*', dispatch: soon}\n")
+    broken = runner.invoke(app, ["cases", "act", case_id, "accept"])
+    assert broken.exit_code == 2
+    assert "deadlines.yaml" in broken.output

@@ -17,6 +17,8 @@ from gridwatch.cases.models import CaseRead, CaseStatus, CaseSummary
 from gridwatch.cases.requests import TransitionRequest
 from gridwatch.cli.app import ConfigOption, app, console, database, errors, load, run
 from gridwatch.domain import Severity
+from gridwatch.gateway.settings import SettingsError
+from gridwatch.service.runtime import case_policy
 
 cases_app = typer.Typer(help="List, show and act on cases.", no_args_is_help=True)
 app.add_typer(cases_app, name="cases")
@@ -110,6 +112,13 @@ def act(
 ) -> None:
     """Take an action on a case, recorded as cli:<your user name>."""
     settings = load(config)
+    # The same deadlines and routing as the running service: a dispatch from the CLI gets
+    # the deadline an API dispatch would.
+    try:
+        policy = case_policy(settings)
+    except SettingsError as err:
+        errors.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(2) from err
     raw = {
         "action": action, "note": note, "unit": unit, "evidence": evidence or [],
         "due_at": due_at, "score": score, "override": override,
@@ -137,6 +146,7 @@ def act(
                 request=request,
                 actor=actor,
                 at=datetime.now(UTC),
+                policy=policy,
             )
             return CaseSummary.model_validate(case)
 

@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from rich.console import Console
 
 from gridwatch.broker import EmbeddedBroker
+from gridwatch.cases.routing import DEMO_ROUTING_PATH
 from gridwatch.gateway.settings import Settings
 from gridwatch.registry.grid import DEMO_GRID_PATH
 from gridwatch.rules import DEFAULT_PACK_DIR
@@ -80,6 +81,8 @@ async def run_demo(
                 "mqtt_client_id": "gridwatch-demo",
                 "sensors_file": _demo_sensors(data_dir, modbus.devices),
                 "grid_file": DEMO_GRID_PATH,
+                # Cases of the demo's grid are dispatched to their units as they open.
+                "routing_file": settings.routing_file or DEMO_ROUTING_PATH,
                 "rules_dir": _demo_rules(data_dir),
                 "admin_key": SecretStr(admin_key),
             }

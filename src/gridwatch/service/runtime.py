@@ -100,7 +100,7 @@ class Service:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down gracefully."""
         settings = self.settings
-        self.case_policy = _case_policy(settings)
+        self.case_policy = case_policy(settings)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         # Refused here, before anything starts: a broken rule file must not become a service
         # that raises nothing.
@@ -349,9 +349,12 @@ class Service:
         log.info("webhook subscription ready url=%s", settings.webhook_url)
 
 
-def _case_policy(settings: Settings) -> CasePolicy:
-    # Read before anything starts: a bad deadlines, calendar or routing file stops the service
-    # with the loader's message, which names the file and the field.
+def case_policy(settings: Settings) -> CasePolicy:
+    """The deadline, calendar, routing and reopen policy the settings name, or SettingsError.
+
+    Read before anything starts: a bad deadlines, calendar or routing file stops the service
+    with the loader's message, which names the file and the field.
+    """
     try:
         return load_case_policy(
             deadlines_file=settings.deadlines_file,
