@@ -11,6 +11,7 @@ from gridwatch.api import ApiContext, create_app
 from gridwatch.api.context import DeviceProfileView
 from gridwatch.api.keys import create_key
 from gridwatch.api.roles import Role
+from gridwatch.cases.policy import CasePolicy, shipped_policy
 from gridwatch.gateway.metrics import Metrics
 from gridwatch.gateway.registry import SensorRegistry
 from gridwatch.gateway.rejects import RejectLog
@@ -41,6 +42,7 @@ async def running_api(
     profiles: Mapping[str, DeviceProfileView] | None = None,
     strict_location: bool = False,
     telemetry: TelemetryReader = NO_TELEMETRY,
+    case_policy: CasePolicy | None = None,
 ) -> AsyncIterator[Api]:
     """An app on `sessions` whose registry index follows every committed change."""
     registry = SensorRegistry()
@@ -60,6 +62,7 @@ async def running_api(
         readiness=ready,
         profiles=profiles or {},
         alarms=alarm_service(rules, registry),
+        case_policy=case_policy or shipped_policy(),
         sensors_changed=sync.reload,
         strict_location=strict_location,
     )

@@ -4,7 +4,7 @@ from fastapi import FastAPI
 
 from gridwatch.api.context import ApiContext
 from gridwatch.api.problems import install_problem_handlers
-from gridwatch.api.routes import cases, grid, health, kpi, profiles, rules, sensors
+from gridwatch.api.routes import cases, grid, health, kpi, profiles, routing, rules, sensors
 
 
 def create_app(context: ApiContext) -> FastAPI:
@@ -20,6 +20,7 @@ def create_app(context: ApiContext) -> FastAPI:
     app.include_router(health.router)
     app.include_router(cases.router)
     app.include_router(kpi.router)
+    app.include_router(routing.router)
     app.include_router(sensors.router)
     app.include_router(profiles.router)
     app.include_router(grid.router)
