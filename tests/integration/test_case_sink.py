@@ -9,7 +9,7 @@ from gridwatch.cases import transitions
 from gridwatch.cases.lifecycle import Action
 from gridwatch.cases.models import Case
 from gridwatch.cases.requests import TransitionRequest
-from gridwatch.cases.service import get_case
+from gridwatch.cases.service import apply_alarm, get_case
 from gridwatch.domain import AlarmTransition, Severity
 from gridwatch.gateway.alarms import TransientError
 from gridwatch.gateway.metrics import Metrics
@@ -62,3 +62,24 @@ def _dialect(sessions) -> str:
 
 async def _all_cases(session):
     return (await session.scalars(select(Case))).all()
+
+
+async def test_two_writers_opening_one_case_make_one_case_and_lose_no_alarm(sessions):
+    sink = DatabaseCaseSink(sessions=sessions, metrics=Metrics(), on_committed=lambda: None)
+    sensor = rain_sensor()
+    first = alarm(AlarmTransition.RAISED, Severity.YELLOW)
+    second = [alarm(AlarmTransition.RAISED, Severity.RED, seconds=1)]
+    async with sessions() as other_writer:
+        await other_writer.begin()
+        await apply_alarm(session=other_writer, alarm=first, sensor=sensor)
+        # No case row exists yet for the second writer to lock: it inserts too, and waits.
+        racing = asyncio.create_task(sink(sensor, second))
+        await asyncio.sleep(0.5)
+        assert not racing.done()
+        await other_writer.commit()
+    with pytest.raises(TransientError, match="opened concurrently"):
+        await asyncio.wait_for(racing, 10)
+    await sink(sensor, second)  # the alarm service's retry finds the case
+    async with sessions() as session:
+        cases = await _all_cases(session)
+    assert [(c.severity, c.occurrences) for c in cases] == [("red", 2)]

@@ -3,7 +3,7 @@
 import logging
 from collections.abc import Callable, Sequence
 
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -50,6 +50,12 @@ class DatabaseCaseSink:
                 ]
         except (OperationalError, InterfaceError, OSError) as err:
             raise TransientError(str(err)) from err
+        except IntegrityError as err:
+            # Two writers opened the case at once (no row existed to lock): the loser's insert
+            # hits the one-open-case constraint. Retried, it finds the winner's case.
+            if "open_fingerprint" not in str(err.orig):
+                raise
+            raise TransientError(f"case opened concurrently: {err.orig}") from err
         except StaleDataError as err:
             # A person changed the case between our read and our write (SQLite has no row
             # locks): read it again and apply the alarm to what they left.
