@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
-from gridwatch.api.deps import SessionDep, permitted
+from gridwatch.api.deps import ContextDep, permitted
 from gridwatch.api.problems import PROBLEM_JSON, problem
 from gridwatch.api.roles import Permission
 from gridwatch.cases import kpi
@@ -24,7 +24,7 @@ _QUEUES: dict[str, bool | None] = {"city": False, "maintenance": True, "all": No
     responses={422: {"content": {PROBLEM_JSON: {}}, "description": "A parameter is not usable"}},
 )
 async def get_kpi(
-    session: SessionDep,
+    context: ContextDep,
     start: Annotated[
         AwareDatetime, Query(alias="from", description="Reported at or after, with an offset.")
     ],
@@ -46,7 +46,7 @@ async def get_kpi(
     query = kpi.KpiQuery(
         start=start, end=end, group_by=group_by, maintenance=_QUEUES[queue], top=top
     )
-    return await kpi.report(session=session, query=query)
+    return await kpi.report(sessions=context.sessions, query=query)
 
 
 def _bad(parameter: str, reason: str) -> Any:
