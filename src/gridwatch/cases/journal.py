@@ -41,8 +41,10 @@ async def emit_event(
     The flush is the case's conditional UPDATE (`WHERE version = ...`): StaleDataError here
     means another writer changed the case since it was read.
     """
-    await session.flush()
+    # Counted before the flush, so the case's one UPDATE (or INSERT) carries the sequence too:
+    # after it, a second UPDATE per event would follow at commit.
     case.last_sequence += 1
+    await session.flush()
     event_id = new_event_id()
     body = cloud_event(
         event_id=event_id,
