@@ -27,4 +27,6 @@ async def test_one_storm_at_one_gauge_is_one_case_that_names_every_signal(sessio
     ]
     for case in cases:
         assert set(case.evidence["rules"]) == {"short_heavy_rain", "rainstorm"}
+        # A live gauge's case is on the duty officers' board, not a test case.
+        assert case.drill is False
         assert case.alarm_active  # the rainstorm signal still holds when the feed ends

@@ -94,7 +94,9 @@ async def apply_alarm(
             event = await emit_event(session, closed, CaseEventType.REOPENED, alarm.at)
             case = closed
         else:
-            case = _open_case(session=session, alarm=alarm, sensor=sensor, open_key=open_key)
+            case = _open_case(
+                session=session, alarm=alarm, sensor=sensor, open_key=open_key, test=test
+            )
             timing.start_stage(case, policy, Stage.DISPATCH, alarm.at)
             event = await emit_event(session, case, CaseEventType.OPENED, alarm.at)
         await auto_dispatch(
@@ -156,7 +158,9 @@ def _reopen(*, case: Case, alarm: AlarmEvent, open_key: str, policy: CasePolicy)
     )
 
 
-def _open_case(*, session: AsyncSession, alarm: AlarmEvent, sensor: Sensor, open_key: str) -> Case:
+def _open_case(
+    *, session: AsyncSession, alarm: AlarmEvent, sensor: Sensor, open_key: str, test: bool
+) -> Case:
     case = Case(
         id=new_case_id(alarm.at),
         status=CaseStatus.REPORTED.value,
@@ -186,7 +190,7 @@ def _open_case(*, session: AsyncSession, alarm: AlarmEvent, sensor: Sensor, open
         handled_at=None,
         auto_dispatched=False,
         reassignments=0,
-        drill=open_key != alarm.fingerprint,
+        drill=test,
         maintenance=alarm.maintenance,
         version=1,
         last_sequence=0,
