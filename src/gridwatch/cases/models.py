@@ -122,6 +122,31 @@ class CaseHistory(Base):
     case: Mapped[Case] = relationship(back_populates="history")
 
 
+def reported_case(
+    *, id: str, severity: str, category: str, kind: str, title: str, at: datetime, **fields: Any
+) -> Case:
+    """A new case as reported: no deadline, no dispatch, every counter at its start.
+
+    Column defaults apply only at INSERT, and the loop reads and counts these before the
+    flush; so they are set here, in one place, and `fields` gives the rest.
+    """
+    start: dict[str, Any] = {
+        "status": CaseStatus.REPORTED.value, "sensor_id": None, "grid": None, "unit": None,
+        "rule_id": None, "open_fingerprint": None, "case_key": None, "occurrences": 1,
+        "alarm_active": False, "due_at": None, "due_since": None, "overdue": False,
+        "due_soon": False, "supervision_level": 0, "overdue_count": 0, "dispatch_due_at": None,
+        "dispatched_at": None, "handled_at": None, "auto_dispatched": False, "reassignments": 0,
+        "drill": False, "maintenance": False, "version": 1, "last_sequence": 0, "evidence": {},
+        "description": "", "location": None, "closed_at": None, "requested_due_at": None,
+        "rework_count": 0, "reopen_count": 0, "score": None,
+    }  # fmt: skip
+    return Case(
+        **(start | fields),
+        id=id, severity=severity, category=category, kind=kind, title=title,
+        opened_at=at, updated_at=at, last_seen_at=at, history=[],
+    )  # fmt: skip
+
+
 class OutboxEvent(Base):
     """A case event, written in the same transaction as the case change it describes."""
 

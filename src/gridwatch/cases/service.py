@@ -14,7 +14,7 @@ from gridwatch.cases import lifecycle, timing
 from gridwatch.cases.dispatching import auto_dispatch
 from gridwatch.cases.events import CaseEventType
 from gridwatch.cases.journal import emit_event, record
-from gridwatch.cases.models import Case, CaseStatus
+from gridwatch.cases.models import Case, CaseStatus, reported_case
 from gridwatch.cases.policy import CasePolicy, shipped_policy
 from gridwatch.domain import AlarmEvent, AlarmTransition, Sensor, Severity
 from gridwatch.domain.deadlines import Stage
@@ -161,48 +161,22 @@ def _reopen(*, case: Case, alarm: AlarmEvent, open_key: str, policy: CasePolicy)
 def _open_case(
     *, session: AsyncSession, alarm: AlarmEvent, sensor: Sensor, open_key: str, test: bool
 ) -> Case:
-    case = Case(
+    case = reported_case(
         id=new_case_id(alarm.at),
-        status=CaseStatus.REPORTED.value,
         severity=alarm.severity.value,
         category=alarm.category,
         kind=sensor.kind.value,
         title=alarm.title,
+        at=alarm.at,
         sensor_id=sensor.id,
         grid=sensor.grid,
-        unit=None,
         rule_id=alarm.rule_id,
         open_fingerprint=open_key,
         case_key=open_key,
-        occurrences=1,
         alarm_active=True,
-        opened_at=alarm.at,
-        updated_at=alarm.at,
-        last_seen_at=alarm.at,
-        due_at=None,
-        due_since=None,
-        overdue=False,
-        due_soon=False,
-        supervision_level=0,
-        overdue_count=0,
-        dispatch_due_at=None,
-        dispatched_at=None,
-        handled_at=None,
-        auto_dispatched=False,
-        reassignments=0,
         drill=test,
         maintenance=alarm.maintenance,
-        version=1,
-        last_sequence=0,
         evidence=_evidence(alarm),
-        description="",
-        location=None,
-        closed_at=None,
-        requested_due_at=None,
-        rework_count=0,
-        reopen_count=0,
-        score=None,
-        history=[],
     )
     record(
         case,

@@ -19,7 +19,7 @@ from gridwatch.cases.errors import CaseNotFoundError, InvalidRequestError, Versi
 from gridwatch.cases.events import CaseEventType
 from gridwatch.cases.journal import emit_event, record
 from gridwatch.cases.lifecycle import Action, Input, TransitionRefusedError
-from gridwatch.cases.models import Case, CaseHistory, CaseStatus
+from gridwatch.cases.models import Case, CaseHistory, CaseStatus, reported_case
 from gridwatch.cases.policy import CasePolicy, shipped_policy
 from gridwatch.cases.requests import CaseReport, TransitionRequest
 from gridwatch.cases.service import get_case, new_case_id
@@ -54,49 +54,18 @@ async def report_case(
     """
     policy = policy or shipped_policy()
     links = [str(link) for link in report.evidence]
-    case = Case(
+    # No alarm repeats or recurs into a manual case, so it holds no open key.
+    case = reported_case(
         id=new_case_id(at),
-        status=CaseStatus.REPORTED.value,
         severity=report.severity.value,
         category=report.category,
         kind=MANUAL_KIND,
         title=report.title,
-        sensor_id=None,
+        at=at,
         grid=report.grid,
-        unit=None,
-        rule_id=None,
-        # No alarm repeats or recurs into a manual case, so it holds no open key.
-        open_fingerprint=None,
-        case_key=None,
-        occurrences=1,
-        alarm_active=False,
-        opened_at=at,
-        updated_at=at,
-        last_seen_at=at,
-        due_at=None,
-        due_since=None,
-        overdue=False,
-        due_soon=False,
-        supervision_level=0,
-        overdue_count=0,
-        dispatch_due_at=None,
-        dispatched_at=None,
-        handled_at=None,
-        auto_dispatched=False,
-        reassignments=0,
-        drill=False,
-        maintenance=False,
-        version=1,
-        last_sequence=0,
         evidence={"links": links},
         description=report.description,
         location=report.location.model_dump() if report.location else None,
-        closed_at=None,
-        requested_due_at=None,
-        rework_count=0,
-        reopen_count=0,
-        score=None,
-        history=[],
     )
     record(
         case,
