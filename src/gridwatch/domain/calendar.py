@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
+
+from gridwatch.domain.datafiles import DataFileError, read_document
 
 DEFAULT_CALENDAR_PATH = Path(__file__).parent / "calendars" / "cn.yaml"
 DEFAULT_TIMEZONE = "Asia/Shanghai"
@@ -17,15 +18,8 @@ _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
-class CalendarError(ValueError):
+class CalendarError(DataFileError):
     """A calendar that cannot be used, naming the field (and the file) at fault."""
-
-    def __init__(self, reason: str, *, field: str | None = None, path: Path | None = None) -> None:
-        self.reason = reason
-        self.field = field
-        self.path = path
-        where = [str(part) for part in (path, field) if part is not None]
-        super().__init__(": ".join([*where, reason]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,21 +213,9 @@ class _CalendarFile(BaseModel):
 
 def load_calendar(path: Path = DEFAULT_CALENDAR_PATH) -> WorkCalendar:
     """The calendar a YAML file describes; errors name the file and the field."""
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise CalendarError(f"cannot be read ({err.strerror})", path=path) from err
-    # PyYAML raises a bare ValueError for an impossible date such as 2026-13-01.
-    except (yaml.YAMLError, ValueError) as err:
-        raise CalendarError(f"is not valid YAML ({err})", path=path) from err
-    if not isinstance(document, dict):
-        raise CalendarError("must be a mapping of calendar fields", path=path)
-    try:
-        raw = _CalendarFile.model_validate(document)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or None
-        raise CalendarError(first["msg"], field=where, path=path) from err
+    raw = read_document(
+        path, _CalendarFile, error=CalendarError, shape="a mapping of calendar fields"
+    )
     try:
         return _build(raw)
     except CalendarError as err:

@@ -7,10 +7,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from gridwatch.domain.calendar import WorkCalendar
+from gridwatch.domain.datafiles import DataFileError, read_document
 from gridwatch.domain.severity import Severity
 
 DEFAULT_POLICY_PATH = Path(__file__).parent / "calendars" / "deadline-policy.yaml"
@@ -41,15 +41,8 @@ class DeadlineStatus(StrEnum):
     OVERDUE = "overdue"
 
 
-class PolicyError(ValueError):
+class PolicyError(DataFileError):
     """A deadline policy that cannot be used, naming the field (and the file) at fault."""
-
-    def __init__(self, reason: str, *, field: str | None = None, path: Path | None = None) -> None:
-        self.reason = reason
-        self.field = field
-        self.path = path
-        where = [str(part) for part in (path, field) if part is not None]
-        super().__init__(": ".join([*where, reason]))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -256,21 +249,7 @@ class _PolicyFile(BaseModel):
 
 def load_policy(path: Path = DEFAULT_POLICY_PATH) -> DeadlinePolicy:
     """The deadline policy a YAML file describes; errors name the file and the field."""
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise PolicyError(f"cannot be read ({err.strerror})", path=path) from err
-    # PyYAML raises a bare ValueError for an impossible date such as 2026-13-01.
-    except (yaml.YAMLError, ValueError) as err:
-        raise PolicyError(f"is not valid YAML ({err})", path=path) from err
-    if not isinstance(document, dict):
-        raise PolicyError("must be a mapping with a 'rules' list", path=path)
-    try:
-        raw = _PolicyFile.model_validate(document)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or None
-        raise PolicyError(first["msg"], field=where, path=path) from err
+    raw = read_document(path, _PolicyFile, error=PolicyError, shape="a mapping with a 'rules' list")
     rules: list[DeadlineRule] = []
     for index, raw_rule in enumerate(raw.rules):
         try:
