@@ -79,9 +79,11 @@ from benchmarks.ingest import (
     PREFIX,
     Feed,
     cpu_seconds,
+    influx_points,
     metric_sum,
     private_influx,
 )
+from benchmarks.stats import percentile
 
 ALARM_ID = "ELA-{:04d}"  # the alarm elevators; the background ones are EL-000002 ...
 OPENED = "gridwatch.case.opened"
@@ -107,17 +109,6 @@ def _client(client_id: str) -> mqtt.Client:
     return mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True, protocol=mqtt.MQTTv311
     )
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-quantile (0..1) of `values`, interpolated linearly between order statistics."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = (len(ordered) - 1) * q
-    low = int(k)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
 
 
 def _stats(values_s: list[float]) -> str:
@@ -711,7 +702,7 @@ def run(args: argparse.Namespace) -> bool:
         cases = gw.all_cases()
         ok = _report(alarms, poller, receiver, cases, start, published, done, settled)
         if influx is not None:
-            print(f"InfluxDB: {_influx_points(influx):,} points in {INFLUX_DB}")
+            print(f"InfluxDB: {influx_points(influx):,} points in {INFLUX_DB}")
         print(f"load average at the end: {os.getloadavg()[0]:.2f}")
         return ok
 
@@ -730,16 +721,6 @@ def _rate(a: Snapshot, b: Snapshot) -> float:
 def _readings_rate(a: Snapshot, b: Snapshot) -> float:
     seconds = b.metrics["at"] - a.metrics["at"]
     return (b.metrics["readings"] - a.metrics["readings"]) / seconds if seconds > 0 else 0.0
-
-
-def _influx_points(influx: Any) -> int:
-    body = influx.query("SELECT count(*) FROM /.*/", db=INFLUX_DB)
-    total = 0
-    for result in body.get("results", ()):
-        for series in result.get("series", ()):
-            for row in series["values"]:
-                total += max((v for v in row[1:] if isinstance(v, int)), default=0)
-    return total
 
 
 def _report(

@@ -47,6 +47,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 from tests.servers.postgres import admin_url, scratch_urls
 
+from benchmarks.stats import percentile
 from gridwatch.cases.policy import shipped_policy
 from gridwatch.domain import AlarmEvent, AlarmTransition, Sensor, Severity
 from gridwatch.gateway.alarms import AlarmService, TransientError
@@ -351,14 +352,6 @@ async def verify(dsn: str, expected: dict[str, Expected], overlap: bool) -> list
         f"model: {len(mismatched)}; with sequences not 1..last_sequence: {len(gaps)}"
     )
     return problems + mismatched + gaps
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The nearest-rank percentile (0 for no values)."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def run(args: argparse.Namespace) -> bool:

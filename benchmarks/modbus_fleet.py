@@ -1,8 +1,8 @@
 """The seed district's Modbus fleet from one gateway process: schedule lag and CPU per poll.
 
-    .venv/bin/python benchmarks/modbus_fleet.py [--devices 2000] [--interval 2] [--duration 30]
-                                                [--servers 1] [--units-per-port 1]
-                                                [--loop uvloop|asyncio]
+    .venv/bin/python -m benchmarks.modbus_fleet [--devices 2000] [--interval 2] [--duration 30]
+                                           [--servers 1] [--units-per-port 1]
+                                           [--loop uvloop|asyncio]
 
 The simulated fleet runs in --servers processes of its own (this file with --serve, on the
 event loop the service uses), so the CPU counted below is the gateway's alone. Each serves its
@@ -45,6 +45,7 @@ from typing import Any
 
 import uvloop
 
+from benchmarks.stats import percentile
 from gridwatch.adapters.modbus import ModbusDevice, ModbusPoller, PolledReading, PollFailure
 from gridwatch.domain.sensors import ModbusProtocol
 from gridwatch.registry.catalog import device_profiles
@@ -62,7 +63,8 @@ SERVE_TIMEOUT_S = 300.0  # a server process listening on all its ports and print
 STOP_TIMEOUT_S = 10.0
 LIST_LIMIT = 64 * 1024 * 1024  # the device list is one JSON line, ~50 bytes a board
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-THIS_FILE = str(Path(__file__).resolve())
+# The fleet processes run this module again, from the project root so `benchmarks` imports.
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 # --- the simulated fleet (child processes) ----------------------------------------------------
@@ -127,7 +129,8 @@ async def start_servers(args: argparse.Namespace, servers: list[ServerProcess]) 
         count = min(share, args.devices - first)
         process = await asyncio.create_subprocess_exec(
             sys.executable,
-            THIS_FILE,
+            "-m",
+            "benchmarks.modbus_fleet",
             "--serve",
             f"--first={first + 1}",
             f"--devices={count}",
@@ -136,6 +139,7 @@ async def start_servers(args: argparse.Namespace, servers: list[ServerProcess]) 
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=LIST_LIMIT,
+            cwd=PROJECT_ROOT,
         )
         servers.append(ServerProcess(process))
     for server in servers:
@@ -220,17 +224,6 @@ def poll_devices(servers: Sequence[ServerProcess], interval_s: float) -> list[Mo
         for server in servers
         for entry in server.devices
     ]
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-quantile (0..1) of `values`, interpolated linearly between order statistics."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = (len(ordered) - 1) * q
-    low = int(k)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
 
 
 def cpu_seconds(pid: int) -> float:
