@@ -105,14 +105,8 @@ class IngestPipeline:
             outcome = self._process(message, points, raised, counts)
             if outcomes is not None:
                 outcomes.append(outcome)
-        durable = self._writer.submit(points)
-        self._count_readings(counts)
-        for sensor, alarms in raised:
-            await self._alarms.apply(sensor, alarms)
-        metrics = self._metrics
-        metrics.ingest_batch_size.observe(len(messages))
-        metrics.ingest_seconds.observe(time.perf_counter() - started)
-        return durable
+        self._metrics.ingest_batch_size.observe(len(messages))
+        return await self._finish(points, raised, counts, started)
 
     async def handle_polled(self, polled: Sequence[PolledReading]) -> Awaitable[object]:
         """Like `handle_batch`, for readings a poller produced (Modbus): no topic, no JSON."""
@@ -122,6 +116,16 @@ class IngestPipeline:
         counts: Counter[tuple[str, str]] = Counter()
         for item in polled:
             self._process_polled(item, points, raised, counts)
+        return await self._finish(points, raised, counts, started)
+
+    async def _finish(
+        self,
+        points: list[Point],
+        raised: list[tuple[Sensor, tuple[AlarmEvent, ...]]],
+        counts: Counter[tuple[str, str]],
+        started: float,
+    ) -> Awaitable[object]:
+        """Submit a batch's points, count its readings, apply its alarms; its durability."""
         durable = self._writer.submit(points)
         self._count_readings(counts)
         for sensor, alarms in raised:
