@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -15,13 +14,11 @@ import httpx
 import pytest
 
 from gridwatch.simulators import parse_scenario, run_scenario
-from tests.e2e.process import GRIDWATCH, GridwatchProcess, wait_until
+from tests.e2e.process import ADMIN_KEY, GRIDWATCH, GridwatchProcess, service_env, wait_until
 from tests.e2e.publish import publish_all
-from tests.servers.ports import free_port
 
 pytestmark = pytest.mark.slow
 
-ADMIN_KEY = "e2e-admin-key-0123456789abcdefgh"
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 SENSORS = """
 sensors:
@@ -57,22 +54,15 @@ duration_s: 60
 @pytest.fixture
 def gridwatch(tmp_path, mosquitto, database_url, webhook_receiver, webhook_secret):
     (tmp_path / "sensors.yaml").write_text(SENSORS)
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "burst.yaml").write_text(RULES)
-    prefix = f"e2e-{uuid.uuid4().hex[:8]}"
-    env = {
-        "GRIDWATCH_DATA_DIR": str(tmp_path / "var"),
-        "GRIDWATCH_DATABASE_URL": database_url,
-        "GRIDWATCH_MQTT_URL": mosquitto.url,
-        "GRIDWATCH_MQTT_TOPIC_PREFIX": prefix,
-        "GRIDWATCH_MQTT_CLIENT_ID": f"gateway-{prefix}",
-        "GRIDWATCH_HTTP_PORT": str(free_port()),
-        "GRIDWATCH_SENSORS_FILE": str(tmp_path / "sensors.yaml"),
-        "GRIDWATCH_RULES_DIR": str(tmp_path / "rules"),
-        "GRIDWATCH_ADMIN_KEY": ADMIN_KEY,
-        "GRIDWATCH_WEBHOOK_URL": webhook_receiver.url,
-        "GRIDWATCH_WEBHOOK_SECRET": webhook_secret,
-    }
+    env = service_env(
+        tmp_path,
+        mqtt_url=mosquitto.url,
+        database_url=database_url,
+        rules=RULES,
+        GRIDWATCH_SENSORS_FILE=str(tmp_path / "sensors.yaml"),
+        GRIDWATCH_WEBHOOK_URL=webhook_receiver.url,
+        GRIDWATCH_WEBHOOK_SECRET=webhook_secret,
+    )
     with GridwatchProcess(["run"], env=env, log_path=tmp_path / "gridwatch.log") as process:
         yield process
         assert process.stop() == 0, process.output()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gridwatch.gateway.alarms import AlarmService
 from gridwatch.gateway.files import write_file_atomically
-from gridwatch.rules import RuleFileError, SnapshotError, load_pack_dir
+from gridwatch.rules import RuleEngine, RuleFileError, SnapshotError, load_pack_dir
 
 log = logging.getLogger("gridwatch.rules")
 
@@ -34,9 +34,13 @@ class RulesRuntime:
         self._alarms = alarms
         self._rules_dir = rules_dir
         self._state_path = state_path
-        self.engine = alarms.engine
         self._files = self._fingerprint()
         self._lock = asyncio.Lock()
+
+    @property
+    def engine(self) -> RuleEngine:
+        """The alarm service's engine."""
+        return self._alarms.engine
 
     def restore(self) -> None:
         """Resume the checkpointed state, so a restart neither re-raises nor forgets alarms."""
