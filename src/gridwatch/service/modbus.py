@@ -38,27 +38,36 @@ def register_map(profile: DeviceProfile) -> RegisterMap:
     )
 
 
-def modbus_device(sensor: Sensor, profiles: Mapping[str, DeviceProfile]) -> ModbusDevice | None:
+def register_maps(profiles: Mapping[str, DeviceProfile]) -> dict[str, RegisterMap]:
+    """Every Modbus profile's map by profile name, planned once for all the sensors using it."""
+    return {
+        name: register_map(profile)
+        for name, profile in profiles.items()
+        if profile.protocol == "modbus"
+    }
+
+
+def modbus_device(sensor: Sensor, maps: Mapping[str, RegisterMap]) -> ModbusDevice | None:
     """The sensor as a device to poll, or None when it is not a Modbus sensor with a profile."""
     protocol = sensor.protocol
     if not isinstance(protocol, ModbusProtocol):
         return None
-    profile = profiles.get(protocol.profile)
-    if profile is None or profile.protocol != "modbus":
+    found = maps.get(protocol.profile)
+    if found is None:
         log.warning(
             "modbus sensor %s not polled: no modbus profile %r is loaded",
             sensor.id, protocol.profile,
         )  # fmt: skip
         return None
-    return ModbusDevice(sensor.id, protocol, register_map(profile))
+    return ModbusDevice(sensor.id, protocol, found)
 
 
 def polled_devices(
-    sensors: Iterable[Sensor], profiles: Mapping[str, DeviceProfile]
+    sensors: Iterable[Sensor], maps: Mapping[str, RegisterMap]
 ) -> list[ModbusDevice]:
     """Every device the poller should poll now."""
     devices = (
-        modbus_device(sensor, profiles) for sensor in sensors if sensor.status in POLLED_STATUSES
+        modbus_device(sensor, maps) for sensor in sensors if sensor.status in POLLED_STATUSES
     )
     return [device for device in devices if device is not None]
 

@@ -39,7 +39,12 @@ from gridwatch.registry.profiles import DeviceProfile
 from gridwatch.registry.service import upsert_sensors
 from gridwatch.rules import DEFAULT_PACK_DIR, RulePack, load_pack_dir
 from gridwatch.service.case_sink import DatabaseCaseSink
-from gridwatch.service.modbus import PollRecorder, modbus_device, polled_devices
+from gridwatch.service.modbus import (
+    PollRecorder,
+    modbus_device,
+    polled_devices,
+    register_maps,
+)
 from gridwatch.service.registry_sync import RegistrySync
 from gridwatch.service.rules_runtime import RulesRuntime
 from gridwatch.service.supervision import Supervisor
@@ -106,6 +111,7 @@ class Service:
         # that raises nothing.
         pack = load_pack_dir(settings.rules_dir or DEFAULT_PACK_DIR)
         self.profiles = device_profiles(settings.profiles_dir)
+        self._register_maps = register_maps(self.profiles)
         engine = create_engine(settings.resolved_database_url)
         try:
             await migrate(engine)
@@ -245,7 +251,7 @@ class Service:
         )
 
     async def _probe_device(self, sensor: Sensor) -> DeviceProbe | None:
-        device = modbus_device(sensor, self.profiles)
+        device = modbus_device(sensor, self._register_maps)
         if device is None:
             return None
         probe = await self.poller.probe(device)
@@ -262,7 +268,7 @@ class Service:
         # not even from the ticks); a new Modbus sensor starts polling, a changed one
         # restarts, a retired one stops.
         self.alarms.sensors_changed()
-        devices = polled_devices(self.registry, self.profiles)
+        devices = polled_devices(self.registry, self._register_maps)
         self.poller.update(devices)
         self.metrics.modbus_devices.set(len(devices))
 
