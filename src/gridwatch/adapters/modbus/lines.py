@@ -109,12 +109,8 @@ class ModbusLine:
             return [int(bit) for bit in response.bits[: block.count]]
         return list(response.registers)
 
-    def reset(self) -> None:
-        """Drop the connection; the next request connects again (a half-open TCP peer)."""
-        self._client.close()
-
     def close(self) -> None:
-        """Close the connection for good."""
+        """Drop the connection; a later request connects again."""
         self._client.close()
 
     def _is_open(self) -> bool:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from gridwatch.adapters.modbus.registers import (
+    MAX_REGISTERS_PER_READ,
     RegisterPoint,
     RegisterType,
     RegisterValueError,
@@ -21,7 +22,6 @@ from gridwatch.adapters.modbus.registers import (
     raw_value,
 )
 
-MAX_REGISTERS_PER_READ: Final = 125
 MAX_BITS_PER_READ: Final = 2000
 _BIT_TABLES: Final = frozenset({RegisterType.COIL, RegisterType.DISCRETE})
 

@@ -224,7 +224,7 @@ class ModbusPoller:
                     tick = schedule.next_after(started)
                     continue
                 if err.reason is FailureReason.TIMEOUT and _alone_on_tcp(device, line):
-                    line.reset()  # a peer that rebooted leaves a half-open connection
+                    line.close()  # a peer that rebooted leaves a half-open connection
                 if backoff.failures + 1 == self._offline_after and not offline:
                     offline = True
                     log.warning("modbus device offline sensor=%s: %s", device.sensor_id, err)

@@ -85,7 +85,7 @@ _INTEGERS = frozenset(
      DataType.UINT64, DataType.BITS}
 )  # fmt: skip
 _UNSIGNED_BITS: Final = {DataType.UINT16: 16, DataType.UINT32: 32, DataType.UINT64: 64}
-MAX_STRING_REGISTERS: Final = 125  # what one read can return
+MAX_REGISTERS_PER_READ: Final = 125  # the protocol limit of one read (and so of a string)
 
 
 class RegisterPoint(BaseModel):
@@ -98,7 +98,7 @@ class RegisterPoint(BaseModel):
     register_type: RegisterType = RegisterType.HOLDING
     dtype: DataType
     address: int = Field(ge=0, le=0xFFFF)
-    length: int | None = Field(default=None, ge=1, le=MAX_STRING_REGISTERS, validate_default=True)
+    length: int | None = Field(default=None, ge=1, le=MAX_REGISTERS_PER_READ, validate_default=True)
     order: ByteOrder = ByteOrder.ABCD
     scale: float = 1.0
     offset: float = 0.0
