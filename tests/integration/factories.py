@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from gridwatch.domain import AlarmEvent, AlarmTransition, Sensor, Severity
-from gridwatch.gateway.alarms import AlarmService
+from gridwatch.gateway.alarms import AlarmService, RaisedAlarms
 from gridwatch.gateway.metrics import Metrics
 from gridwatch.gateway.registry import SensorRegistry
 from gridwatch.rules import Rule, RulePack
@@ -40,8 +40,8 @@ def alarm(
     )
 
 
-async def _no_case_store(sensor: Sensor, alarms: Sequence[AlarmEvent], *, test: bool) -> None:
-    raise AssertionError(f"this test has no case store; {sensor.id} raised {alarms}")
+async def _no_case_store(batch: Sequence[RaisedAlarms]) -> None:
+    raise AssertionError(f"this test has no case store; got {batch}")
 
 
 def alarm_service(

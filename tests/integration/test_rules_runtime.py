@@ -66,8 +66,8 @@ def _runtime(rules_dir, tmp_path, sessions=None):
     return RulesRuntime(alarms=alarms, rules_dir=rules_dir, state_path=tmp_path / "state.json")
 
 
-async def _refuse(sensor, alarms, *, test):
-    raise AssertionError(f"no case store in this test, got {alarms}")
+async def _refuse(batch):
+    raise AssertionError(f"no case store in this test, got {batch}")
 
 
 async def test_a_restart_neither_re_raises_nor_forgets_an_active_alarm(rules_dir, tmp_path):

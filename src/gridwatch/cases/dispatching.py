@@ -37,7 +37,7 @@ def assign(
     return data
 
 
-async def auto_dispatch(
+def auto_dispatch(
     *, session: AsyncSession, case: Case, policy: CasePolicy, owner: str | None, at: datetime
 ) -> Route | None:
     """Dispatch a just reported case where the routing table sends it; None leaves it to people.
@@ -73,5 +73,5 @@ async def auto_dispatch(
         note=found.explain(),
         data=data | {"auto": True, "route": route_data},
     )
-    await emit_event(session, case, CaseEventType.DISPATCHED, at)
+    emit_event(session, case, CaseEventType.DISPATCHED, at)
     return found

@@ -162,6 +162,10 @@ class OutboxEvent(Base):
     # Set once the dispatcher has created a delivery per matching subscription.
     fanned_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
 
+    # Never navigated: it tells the unit of work that a new case's INSERT goes before its
+    # events', so a case and its events are written in one flush at commit (see emit_event).
+    case: Mapped[Case] = relationship(lazy="raise", viewonly=False)
+
 
 class HistoryRead(BaseModel):
     """A history entry as the API shows it."""

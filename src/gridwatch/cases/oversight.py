@@ -170,7 +170,7 @@ async def _take(
         note=note,
         data=data,
     )
-    await emit_event(session, case, event, now)
+    emit_event(session, case, event, now)
     return Flagged(case.id, step, case.supervision_level, escalated_to, event)
 
 

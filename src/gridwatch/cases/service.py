@@ -18,6 +18,7 @@ from gridwatch.cases.models import Case, CaseStatus, reported_case
 from gridwatch.cases.policy import CasePolicy, shipped_policy
 from gridwatch.domain import AlarmEvent, AlarmTransition, Sensor, Severity
 from gridwatch.domain.deadlines import Stage
+from gridwatch.gateway.alarms import RaisedAlarms
 
 SYSTEM_ACTOR = "rules"
 
@@ -30,6 +31,7 @@ class CaseChange:
 
     case_id: str
     event_type: CaseEventType | None
+    sensor_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,75 @@ def case_key(alarm: AlarmEvent, *, test: bool) -> str:
     return f"test:{alarm.case_fingerprint}" if test else alarm.case_fingerprint
 
 
+async def apply_alarms(
+    *, session: AsyncSession, batch: Sequence[RaisedAlarms], policy: CasePolicy | None = None
+) -> list[CaseChange]:
+    """Apply a batch of sensors' alarms to their cases, in order, in the caller's transaction.
+
+    The cases the batch may touch are read and locked first, in two statements whatever its
+    size: the open case of each key, and the latest case of each key that has none open (a
+    recurrence may reopen it). Then the changes are made in memory and written at the flush,
+    a statement per table and one conditional UPDATE per changed case.
+    """
+    policy = policy or shipped_policy()
+    keys = sorted({case_key(alarm, test=item.test) for item in batch for alarm in item.alarms})
+    open_cases = await _open_cases(session, keys)
+    latest = await _latest_cases(session, [key for key in keys if key not in open_cases])
+    return [
+        _apply(
+            session=session,
+            alarm=alarm,
+            sensor=raised.sensor,
+            test=raised.test,
+            policy=policy,
+            open_cases=open_cases,
+            latest=latest,
+        )
+        for raised in batch
+        for alarm in raised.alarms
+    ]
+
+
+async def _open_cases(session: AsyncSession, keys: Sequence[str]) -> dict[str, Case]:
+    # Locked in key order, so two writers whose batches share cases wait for each other
+    # instead of deadlocking.
+    if not keys:
+        return {}
+    found = await session.scalars(
+        select(Case)
+        .where(Case.open_fingerprint.in_(keys))
+        .order_by(Case.open_fingerprint)
+        .with_for_update()
+    )
+    return {str(case.open_fingerprint): case for case in found}
+
+
+async def _latest_cases(session: AsyncSession, keys: Sequence[str]) -> dict[str, Case]:
+    """The most recently opened case of each key, locked (a recurrence may reopen it)."""
+    if not keys:
+        return {}
+    newest = (
+        select(Case.case_key, func.max(Case.opened_at).label("opened_at"))
+        .where(Case.case_key.in_(keys))
+        .group_by(Case.case_key)
+        .subquery()
+    )
+    found = await session.scalars(
+        select(Case)
+        .join(
+            newest,
+            (Case.case_key == newest.c.case_key) & (Case.opened_at == newest.c.opened_at),
+        )
+        .order_by(Case.case_key, Case.id)
+        .with_for_update(of=Case)
+    )
+    latest: dict[str, Case] = {}
+    for case in found:
+        # Two cases of a key opened in the same instant: the greater id, as ever.
+        latest[str(case.case_key)] = case
+    return latest
+
+
 async def apply_alarm(
     *,
     session: AsyncSession,
@@ -67,56 +138,57 @@ async def apply_alarm(
     test: bool = False,
     policy: CasePolicy | None = None,
 ) -> CaseChange:
+    """`apply_alarms` for one alarm."""
+    batch = [RaisedAlarms(sensor, (alarm,), test=test)]
+    (change,) = await apply_alarms(session=session, batch=batch, policy=policy)
+    return change
+
+
+def _apply(
+    *,
+    session: AsyncSession,
+    alarm: AlarmEvent,
+    sensor: Sensor,
+    test: bool,
+    policy: CasePolicy,
+    open_cases: dict[str, Case],
+    latest: dict[str, Case],
+) -> CaseChange:
     """Open, update or annotate the one open case of the alarm's key (see `case_key`).
 
     An alarm coming back within the policy's `reopen_within` of its last case being closed
     reopens that case: the same problem recurring belongs with its history, not in a new
     case. An opened or reopened case gets its dispatch deadline and, where the routing table
     has a route for it and the sensor's owner, is dispatched in the same transaction.
-    `policy` defaults to the shipped one (no routing).
+    `open_cases` holds the batch's open cases by key, and gains the ones this alarm opens or
+    reopens; `latest` the latest case of the other keys.
     """
-    policy = policy or shipped_policy()
     open_key = case_key(alarm, test=test)
-    case = await session.scalar(
-        select(Case)
-        .where(Case.open_fingerprint == open_key)
-        .options(selectinload(Case.history))
-        .with_for_update()
-    )
+    case = open_cases.get(open_key)
     if case is None:
         if alarm.transition is AlarmTransition.CLEARED:
             # Nothing open to annotate (closed by people before the alarm cleared).
-            return CaseChange(case_id="", event_type=None)
-        since = alarm.at - policy.reopen_within
-        closed = await _recently_closed(session, open_key, since=since)
+            return CaseChange(case_id="", event_type=None, sensor_id=sensor.id)
+        closed = _reopenable(latest.get(open_key), since=alarm.at - policy.reopen_within)
         if closed is not None:
             _reopen(case=closed, alarm=alarm, open_key=open_key, policy=policy)
-            event = await emit_event(session, closed, CaseEventType.REOPENED, alarm.at)
+            event = emit_event(session, closed, CaseEventType.REOPENED, alarm.at)
             case = closed
         else:
             case = _open_case(
                 session=session, alarm=alarm, sensor=sensor, open_key=open_key, test=test
             )
             timing.start_stage(case, policy, Stage.DISPATCH, alarm.at)
-            event = await emit_event(session, case, CaseEventType.OPENED, alarm.at)
-        await auto_dispatch(
-            session=session, case=case, policy=policy, owner=sensor.owner, at=alarm.at
-        )
-        return CaseChange(case.id, event)
-    change = await _update_case(session=session, case=case, alarm=alarm, policy=policy)
-    return CaseChange(case.id, change)
+            event = emit_event(session, case, CaseEventType.OPENED, alarm.at)
+        open_cases[open_key] = case
+        auto_dispatch(session=session, case=case, policy=policy, owner=sensor.owner, at=alarm.at)
+        return CaseChange(case.id, event, sensor.id)
+    change = _update_case(session=session, case=case, alarm=alarm, policy=policy)
+    return CaseChange(case.id, change, sensor.id)
 
 
-async def _recently_closed(session: AsyncSession, key: str, *, since: datetime) -> Case | None:
+def _reopenable(latest: Case | None, *, since: datetime) -> Case | None:
     # Only the key's latest case counts: one cancelled as a false alarm since is not reopened.
-    latest = await session.scalar(
-        select(Case)
-        .where(Case.case_key == key)
-        .order_by(Case.opened_at.desc(), Case.id.desc())
-        .limit(1)
-        .options(selectinload(Case.history))
-        .with_for_update()
-    )
     if latest is None or CaseStatus(latest.status) not in lifecycle.REOPENED_BY_RECURRENCE:
         return None
     if latest.closed_at is None or latest.closed_at < since:
@@ -195,7 +267,7 @@ def _open_case(
     return case
 
 
-async def _update_case(
+def _update_case(
     *, session: AsyncSession, case: Case, alarm: AlarmEvent, policy: CasePolicy
 ) -> CaseEventType | None:
     case.version += 1
@@ -203,7 +275,7 @@ async def _update_case(
     if alarm.transition is AlarmTransition.CLEARED:
         case.alarm_active = False
         _record(case, alarm, action=lifecycle.ALARM_CLEARED, note="the alarm condition cleared")
-        return await emit_event(session, case, CaseEventType.UPDATED, alarm.at)
+        return emit_event(session, case, CaseEventType.UPDATED, alarm.at)
     case.occurrences += 1
     case.last_seen_at = max(case.last_seen_at, alarm.at)
     case.alarm_active = True
@@ -215,7 +287,7 @@ async def _update_case(
         timing.tighten(case, policy)
         note = f"severity {previous} -> {alarm.severity}"
         _record(case, alarm, action=lifecycle.ESCALATE, note=note)
-        return await emit_event(session, case, CaseEventType.ESCALATED, alarm.at)
+        return emit_event(session, case, CaseEventType.ESCALATED, alarm.at)
     # A repeat only counts: one webhook per reading would flood the dispatch system, and
     # the next emitted event carries the occurrence count anyway.
     return None

@@ -78,8 +78,8 @@ async def report_case(
     )
     timing.start_stage(case, policy, Stage.DISPATCH, at)
     session.add(case)
-    await emit_event(session, case, CaseEventType.OPENED, at)
-    await auto_dispatch(session=session, case=case, policy=policy, owner=None, at=at)
+    emit_event(session, case, CaseEventType.OPENED, at)
+    auto_dispatch(session=session, case=case, policy=policy, owner=None, at=at)
     return case
 
 
@@ -130,8 +130,11 @@ async def transition(
         note=request.note.strip(),
         data=data | _links(request) | actor.data(),
     )
+    emit_event(session, case, lifecycle.SPECS[action].event, at)
     try:
-        await emit_event(session, case, lifecycle.SPECS[action].event, at)
+        # Now, so a concurrent writer's win is this call's VersionMismatchError, not the
+        # caller's commit failing.
+        await session.flush()
     except StaleDataError as err:
         raise VersionMismatchError(case_id=case_id, expected=versions, current=None) from err
     return case

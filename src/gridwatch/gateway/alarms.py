@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Protocol
 
@@ -28,11 +29,21 @@ CASE_RETRY_BASE_S: Final = 0.5
 CASE_RETRY_MAX_S: Final = 30.0
 
 
-class CaseSink(Protocol):
-    """Applies one sensor's alarm events to cases in one transaction."""
+@dataclass(frozen=True, slots=True)
+class RaisedAlarms:
+    """The alarm events one reading (or one tick) raised for one sensor, in order."""
 
-    async def __call__(self, sensor: Sensor, alarms: Sequence[AlarmEvent], *, test: bool) -> None:
-        """Persist the alarms' effect on cases (test cases if `test`), or raise TransientError."""
+    sensor: Sensor
+    alarms: Sequence[AlarmEvent]
+    # The sensor is being commissioned: its alarms open test cases.
+    test: bool = False
+
+
+class CaseSink(Protocol):
+    """Applies a batch of sensors' alarm events to cases, all or nothing."""
+
+    async def __call__(self, batch: Sequence[RaisedAlarms]) -> None:
+        """Persist the batch's effect on cases in one transaction, or raise TransientError."""
 
 
 class TransientError(Exception):
@@ -96,26 +107,57 @@ class AlarmService:
         by_sensor: dict[str, list[AlarmEvent]] = defaultdict(list)
         for event in events:
             by_sensor[event.sensor_id].append(event)
+        batch: list[RaisedAlarms] = []
         for sensor_id, alarms in by_sensor.items():
             sensor = self._registry.get(sensor_id)
             if sensor is None:
                 log.info("alarms of unregistered sensor %s dropped", sensor_id)
                 continue
-            await self.apply(sensor, alarms)
+            batch.append(self.raised(sensor, alarms))
+        await self.apply(batch)
 
-    async def apply(self, sensor: Sensor, alarms: Sequence[AlarmEvent]) -> None:
-        """Apply alarms to cases, retrying while the case store is unavailable."""
+    @staticmethod
+    def raised(sensor: Sensor, alarms: Sequence[AlarmEvent]) -> RaisedAlarms:
+        """The sensor's alarms as the case sink takes them (test cases while commissioning)."""
+        return RaisedAlarms(sensor, alarms, test=is_test(sensor))
+
+    async def apply(self, batch: Sequence[RaisedAlarms]) -> None:
+        """Apply a batch of alarms to cases in one transaction, retrying while the store is out.
+
+        One transaction for the batch, because a commit costs more than the changes in it. A
+        batch that fails for another reason (a bug the data trips) is applied reading by
+        reading, so only the alarms that cause it are lost, logged and counted, never the
+        stream behind them.
+        """
+        if len(batch) > 1:
+            try:
+                await self._apply_retrying(batch)
+            except Exception:  # noqa: BLE001 - found again below, reading by reading, and logged
+                log.info("a batch of %d sensors' alarms failed; applying one by one", len(batch))
+            else:
+                return
+        for raised in batch:
+            try:
+                await self._apply_retrying([raised])
+            except Exception:
+                self._metrics.case_failures.inc(len(raised.alarms))
+                log.exception(
+                    "alarms not applied to cases sensor=%s rules=%s",
+                    raised.sensor.id, ",".join(alarm.rule_id for alarm in raised.alarms),
+                )  # fmt: skip
+
+    async def _apply_retrying(self, batch: Sequence[RaisedAlarms]) -> None:
         # The caller's messages stay unacknowledged while we wait, so the broker holds the
         # stream behind them: backpressure instead of a lost case.
         backoff = Backoff(base_s=CASE_RETRY_BASE_S, max_s=CASE_RETRY_MAX_S)
         while True:
             try:
-                await self._cases(sensor, alarms, test=is_test(sensor))
+                await self._cases(batch)
             except TransientError as err:
                 delay = backoff.next_delay()
                 log.warning(
-                    "case store unavailable sensor=%s (%s); retry %d in %.1fs",
-                    sensor.id, err, backoff.failures, delay,
+                    "case store unavailable (%d sensors; %s); retry %d in %.1fs",
+                    len(batch), err, backoff.failures, delay,
                 )  # fmt: skip
                 await asyncio.sleep(delay)
             else:

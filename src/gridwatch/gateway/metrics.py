@@ -27,6 +27,11 @@ class Metrics:
         self.case_events = Counter(
             "gridwatch_case_events", "Case events written to the outbox", ["type"], registry=r
         )
+        self.case_failures = Counter(
+            "gridwatch_case_failures",
+            "Alarm events not applied to cases for an error other than the store being out",
+            registry=r,
+        )
         self.deliveries = Counter(
             "gridwatch_webhook_attempts", "Webhook delivery attempts, by outcome", ["outcome"],
             registry=r,

@@ -15,7 +15,7 @@ from gridwatch.adapters.modbus import PolledReading
 from gridwatch.adapters.mqtt import RawMessage
 from gridwatch.domain import AlarmEvent, Channel, Reading, Sensor, SensorStatus
 from gridwatch.domain.sensors import SENSOR_ID_RE
-from gridwatch.gateway.alarms import AlarmService
+from gridwatch.gateway.alarms import AlarmService, RaisedAlarms
 from gridwatch.gateway.metrics import Metrics
 from gridwatch.gateway.registry import SensorRegistry
 from gridwatch.gateway.rejects import RejectedMessage, RejectLog, RejectReason
@@ -99,7 +99,7 @@ class IngestPipeline:
         """
         started = time.perf_counter()
         points: list[Point] = []
-        raised: list[tuple[Sensor, tuple[AlarmEvent, ...]]] = []
+        raised: list[RaisedAlarms] = []
         counts: Counter[tuple[str, str]] = Counter()
         for message in messages:
             outcome = self._process(message, points, raised, counts)
@@ -112,7 +112,7 @@ class IngestPipeline:
         """Like `handle_batch`, for readings a poller produced (Modbus): no topic, no JSON."""
         started = time.perf_counter()
         points: list[Point] = []
-        raised: list[tuple[Sensor, tuple[AlarmEvent, ...]]] = []
+        raised: list[RaisedAlarms] = []
         counts: Counter[tuple[str, str]] = Counter()
         for item in polled:
             self._process_polled(item, points, raised, counts)
@@ -121,15 +121,14 @@ class IngestPipeline:
     async def _finish(
         self,
         points: list[Point],
-        raised: list[tuple[Sensor, tuple[AlarmEvent, ...]]],
+        raised: list[RaisedAlarms],
         counts: Counter[tuple[str, str]],
         started: float,
     ) -> Awaitable[object]:
         """Submit a batch's points, count its readings, apply its alarms; its durability."""
         durable = self._writer.submit(points)
         self._count_readings(counts)
-        for sensor, alarms in raised:
-            await self._alarms.apply(sensor, alarms)
+        await self._alarms.apply(raised)
         self._metrics.ingest_seconds.observe(time.perf_counter() - started)
         return durable
 
@@ -137,7 +136,7 @@ class IngestPipeline:
         self,
         message: RawMessage,
         points: list[Point],
-        raised: list[tuple[Sensor, tuple[AlarmEvent, ...]]],
+        raised: list[RaisedAlarms],
         counts: Counter[tuple[str, str]],
     ) -> Accepted | RejectedMessage:
         try:
@@ -165,7 +164,7 @@ class IngestPipeline:
         self,
         item: PolledReading,
         points: list[Point],
-        raised: list[tuple[Sensor, tuple[AlarmEvent, ...]]],
+        raised: list[RaisedAlarms],
         counts: Counter[tuple[str, str]],
     ) -> None:
         def set_aside(reason: RejectReason, detail: str) -> None:
@@ -210,7 +209,7 @@ class IngestPipeline:
         sensor: Sensor,
         reading: Reading,
         points: list[Point],
-        raised: list[tuple[Sensor, tuple[AlarmEvent, ...]]],
+        raised: list[RaisedAlarms],
         counts: Counter[tuple[str, str]],
     ) -> tuple[AlarmEvent, ...]:
         """Store, remember and evaluate an accepted reading; note its alarms for the batch."""
@@ -219,7 +218,7 @@ class IngestPipeline:
         counts[reading.kind, reading.channel.value] += 1
         alarms = self._alarms.evaluate(sensor, reading)
         if alarms:
-            raised.append((sensor, alarms))
+            raised.append(self._alarms.raised(sensor, alarms))
         return alarms
 
     def _count_readings(self, counts: Counter[tuple[str, str]]) -> None:
