@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gridwatch.cases.policy import REOPEN_WITHIN, load_case_policy, shipped_policy
-from gridwatch.cases.routing import DEMO_ROUTING_PATH, RoutingError
+from gridwatch.cases.routing import DEMO_ROUTING_PATH, RoutingError, RoutingInForce
 from gridwatch.domain.calendar import CalendarError
 from gridwatch.domain.deadlines import Clock, PolicyError, Stage
 from gridwatch.domain.severity import Severity
@@ -103,7 +103,8 @@ def test_the_demo_routing_file_loads_and_routes():
     assert found is not None
     assert "flood control" in found.unit
     assert policy.reopen_within == timedelta(hours=2)
-    assert replace(policy, routing=None).route(category="event:0401", grid=GRID, owner=None) is None
+    unrouted = replace(policy, routing=RoutingInForce())
+    assert unrouted.route(category="event:0401", grid=GRID, owner=None) is None
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,10 @@ from gridwatch.cases.routing import (
     DEMO_ROUTING_PATH,
     RouteEntry,
     RoutingError,
+    RoutingInForce,
+    RoutingSource,
     RoutingTable,
+    StoredRouting,
     build_routing,
     load_routing,
     parse_routing,
@@ -275,20 +278,46 @@ def test_table_errors_name_the_field(text, field, reason):
 
 
 @pytest.mark.parametrize(
-    ("text", "reason"),
+    ("text", "field", "reason"),
     [
-        ("routes: [\n", "is not valid YAML"),
-        ("routes: []\nroutes: []\n", "duplicate key 'routes'"),
-        ('routes: [{category: "*", unit: a, unit: b}]\n', "duplicate key 'unit'"),
-        ("- category: '*'\n", "must be a mapping with a 'routes' list"),
-        ("owners: {}\n", "must be a mapping with a 'routes' list"),
-        ("", "must be a mapping with a 'routes' list"),
+        ("routes: [\n", None, "is not valid YAML"),
+        ("routes: []\nroutes: []\n", None, "duplicate key 'routes'"),
+        ('routes: [{category: "*", unit: a, unit: b}]\n', None, "duplicate key 'unit'"),
+        ("- category: '*'\n", None, "must be a mapping with a 'routes' list"),
+        ("", None, "must be a mapping with a 'routes' list"),
+        ("owners: {}\n", "routes", "must be a list of entries"),
+        ("routes: {category: '*'}\n", "routes", "must be a list of entries"),
     ],
 )
-def test_document_errors(text, reason):
+def test_document_errors(text, field, reason):
     error = error_of(text)
-    assert (error.entry, error.field) == (None, None)
+    assert (error.entry, error.field) == (None, field)
     assert reason in str(error)
+
+
+def test_every_problem_is_named_with_its_path():
+    error = error_of(
+        'routes: [{category: "*", grid: "1101010", unit: a}, {category: "ev*nt", unit: b},'
+        ' {category: "*", grid: "110101"}]\n'
+    )
+    assert [(p.path, p.entry, p.field) for p in error.problems] == [
+        ("routes.0.grid", 0, "grid"), ("routes.1.category", 1, "category"),
+        ("routes.2.unit", 2, "unit"),
+    ]  # fmt: skip
+    assert str(error).startswith("routing.yaml: entry #1 (* in 1101010): grid: ")
+    assert str(error).endswith("(and 2 more)")
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("owners: {Acme: a, ' acme ': b}\nroutes: []\n", "owners"),
+        ("owners: {}\n", "routes"),
+        ("- category: '*'\n", ""),
+    ],
+)
+def test_table_and_document_problems_have_paths_without_an_entry(text, path):
+    assert [p.path for p in error_of(text).problems] == [path]
 
 
 def test_an_unreadable_file_is_a_routing_error(tmp_path: Path):
@@ -402,3 +431,45 @@ def test_the_chosen_route_is_the_most_specific_match(rows, code, category, owner
         and not [row for row in pool if rank(row) > rank(found.entry)]
     )
     assert (found and found.entry) == max(pool, key=rank, default=None)
+
+
+# --------------------------------------------------------------------------- the table in force
+FILE_TABLE = table(entry("*", None, "file-unit"))
+API_TABLE = table(entry("*", None, "api-unit"))
+
+
+def test_the_file_table_is_in_force_until_one_is_stored_and_again_once_it_is_dropped():
+    routing = RoutingInForce(FILE_TABLE)
+    assert (routing.table, routing.state.source, routing.state.version) == (
+        FILE_TABLE, RoutingSource.FILE, 0,
+    )  # fmt: skip
+
+    assert routing.adopt(StoredRouting(table=API_TABLE, version=1, updated_by="key_1"))
+    assert (routing.table, routing.state.source, routing.state.updated_by) == (
+        API_TABLE, RoutingSource.API, "key_1",
+    )  # fmt: skip
+
+    assert routing.adopt(StoredRouting(table=None, version=2, updated_by="key_2"))
+    assert (routing.table, routing.state.source, routing.state.version) == (
+        FILE_TABLE, RoutingSource.FILE, 2,
+    )  # fmt: skip
+
+
+def test_without_a_file_there_is_no_table_until_one_is_stored():
+    routing = RoutingInForce()
+    assert (routing.table, routing.state.source) == (None, RoutingSource.NONE)
+    routing.adopt(StoredRouting(table=API_TABLE, version=1))
+    routing.adopt(StoredRouting(table=None, version=2))
+    assert (routing.table, routing.state.source) == (None, RoutingSource.NONE)
+
+
+@given(versions=st.permutations(range(1, 8)))
+def test_whatever_order_versions_arrive_in_the_newest_stays(versions):
+    # A poll that read the database before a change made in this process may arrive after it.
+    routing = RoutingInForce(FILE_TABLE)
+    tables = {v: table(entry("*", None, f"unit-{v}")) if v % 2 else None for v in versions}
+    for version in versions:
+        adopted = routing.adopt(StoredRouting(table=tables[version], version=version))
+        assert adopted == (routing.state.version == version)
+    assert routing.state.version == 7
+    assert routing.table == tables[7]

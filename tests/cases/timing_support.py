@@ -11,7 +11,7 @@ from gridwatch.cases.lifecycle import Action
 from gridwatch.cases.models import Case
 from gridwatch.cases.policy import CasePolicy, shipped_policy
 from gridwatch.cases.requests import TransitionRequest
-from gridwatch.cases.routing import build_routing
+from gridwatch.cases.routing import RoutingInForce, build_routing
 from gridwatch.cases.service import CaseChange, apply_alarm, get_case
 from gridwatch.domain import AlarmEvent, AlarmTransition, Sensor, Severity
 from tests.cases.support import ADMIN, VALID
@@ -33,7 +33,7 @@ ROUTING = build_routing(
         ],
     }
 )
-ROUTED = replace(shipped_policy(), routing=ROUTING)
+ROUTED = replace(shipped_policy(), routing=RoutingInForce(ROUTING))
 
 
 def sensor(sensor_id: str = "EL-1", *, kind: str = "elevator", owner: str | None = None) -> Sensor:

@@ -42,6 +42,7 @@ class Permission(StrEnum):
     METRICS_READ = "metrics:read"
     RULES_READ = "rules:read"
     RULES_WRITE = "rules:write"
+    ROUTING_WRITE = "routing:write"
 
 
 _EVERYONE = frozenset(Role)
@@ -75,6 +76,8 @@ ROLE_MATRIX: dict[Permission, frozenset[Role]] = {
     Permission.METRICS_READ: _EVERYONE,
     Permission.RULES_READ: _EVERYONE,
     Permission.RULES_WRITE: frozenset({Role.ADMIN}),
+    # The routing table decides which unit every case goes to: configuration, not casework.
+    Permission.ROUTING_WRITE: frozenset({Role.ADMIN}),
 }
 
 

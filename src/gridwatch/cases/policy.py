@@ -2,15 +2,17 @@
 
 apply_alarm, the transitions and supervision all ask one `CasePolicy`; none of them keeps a
 rule of its own about when a case is due, which unit takes it, or how far up a late case goes.
-Pure: no I/O beyond reading its files once, when it is built.
+Pure: no I/O beyond reading its files once, when it is built. The routing table is the one
+part that changes while the service runs (through the API, or another process): the policy
+holds it in a `RoutingInForce`, swapped whole, so every holder of the policy sees the change.
 """
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from gridwatch.cases.routing import Route, RoutingTable, load_routing, route
+from gridwatch.cases.routing import Route, RoutingInForce, load_routing, route
 from gridwatch.domain.calendar import DEFAULT_CALENDAR_PATH, WorkCalendar, load_calendar
 from gridwatch.domain.deadlines import (
     DEFAULT_POLICY_PATH,
@@ -34,8 +36,9 @@ class CasePolicy:
 
     deadlines: DeadlinePolicy
     calendar: WorkCalendar
-    # None: no auto-dispatch, every case waits for an officer.
-    routing: RoutingTable | None = None
+    # The table auto-dispatch routes by (none: every case waits for an officer). Copies made
+    # with dataclasses.replace share it, so a change reaches every one of them.
+    routing: RoutingInForce = field(default_factory=RoutingInForce)
     reopen_within: timedelta = REOPEN_WITHIN
 
     def deadline(
@@ -83,9 +86,10 @@ class CasePolicy:
 
     def route(self, *, category: str, grid: str | None, owner: str | None) -> Route | None:
         """The unit a new or reopened case goes to without an officer, None to wait for one."""
-        if self.routing is None:
+        table = self.routing.table  # read once: the table may be swapped meanwhile
+        if table is None:
             return None
-        return route(self.routing, category=category, grid=grid, owner=owner)
+        return route(table, category=category, grid=grid, owner=owner)
 
     def supervisors(self, grid: str | None) -> tuple[str, ...]:
         """The codes an overdue case is escalated to, in order (community, street, district)."""
@@ -116,18 +120,29 @@ def load_case_policy(
 ) -> CasePolicy:
     """The policy from its files (absent: the shipped deadlines and calendar, no routing).
 
-    Raises PolicyError, CalendarError or RoutingError (ValueErrors naming the file and field).
+    The routing file is the table in force until one is stored in the database (see
+    `cases.routing_store`). Raises PolicyError, CalendarError or RoutingError (ValueErrors
+    naming the file and field).
     """
+    deadlines, calendar = _shipped_rules()
     return CasePolicy(
-        deadlines=load_policy(deadlines_file or DEFAULT_POLICY_PATH),
-        calendar=load_calendar(calendar_file or DEFAULT_CALENDAR_PATH),
-        routing=None if routing_file is None else load_routing(routing_file),
+        deadlines=deadlines if deadlines_file is None else load_policy(deadlines_file),
+        calendar=calendar if calendar_file is None else load_calendar(calendar_file),
+        routing=RoutingInForce(None if routing_file is None else load_routing(routing_file)),
         reopen_within=reopen_within,
     )
 
 
-@functools.cache
 def shipped_policy() -> CasePolicy:
-    """The shipped deadlines and calendar without routing, read once: the default for callers
-    (the CLI, tests) that are not handed the service's policy."""
+    """The shipped deadlines and calendar without routing: the default for callers (the CLI,
+    tests) that are not handed the service's policy.
+
+    A new policy each call, with a routing holder of its own: one caller storing a table
+    must not route another's cases. The files are read once.
+    """
     return load_case_policy()
+
+
+@functools.cache
+def _shipped_rules() -> tuple[DeadlinePolicy, WorkCalendar]:
+    return load_policy(DEFAULT_POLICY_PATH), load_calendar(DEFAULT_CALENDAR_PATH)

@@ -13,11 +13,16 @@ by_owner}`. Resolution, first hit wins:
 "Most specific" compares the grid level first (unit grid → community → street → district →
 anywhere), then the category pattern (exact > longer prefix > `*`). A 14-digit legacy unit-grid
 code and its 15-digit widened form (`GridCode.widened`) name the same unit.
+
+`RoutingInForce` holds the one table a process routes by (the stored one, else the file's) and
+swaps it whole; reading and writing the stored table is `cases.routing_store`'s.
 """
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Self
 
@@ -243,25 +248,48 @@ def _most_specific(
 
 
 # ------------------------------------------------------------------------------------ loading
-class RoutingError(ValueError):
-    """A routing table that cannot be used: the source, the entry and field, and why."""
+@dataclass(frozen=True, slots=True)
+class RoutingProblem:
+    """One thing wrong with a table: the entry (position in `routes`, from 0), the field, why."""
 
-    def __init__(
-        self,
-        source: str,
-        reason: str,
-        *,
-        entry: int | None = None,
-        field: str | None = None,
-        label: str | None = None,
-    ) -> None:
+    reason: str
+    entry: int | None = None
+    field: str | None = None
+    label: str | None = None  # the entry as a person names it: `event:0401 in 110101`
+
+    @property
+    def path(self) -> str:
+        """Where in the document, as the API names fields: `routes.1.grid`, `owners`; or ''."""
+        parts = [] if self.entry is None else ["routes", str(self.entry)]
+        return ".".join([*parts, self.field] if self.field else parts)
+
+    def describe(self, source: str) -> str:
+        """The problem in one line, naming the source, the entry and the field."""
+        where = source if self.entry is None else f"{source}: entry #{self.entry + 1}"
+        where += f" ({self.label})" if self.label else ""
+        return f"{where}: {self.field}: {self.reason}" if self.field else f"{where}: {self.reason}"
+
+
+class RoutingError(ValueError):
+    """A routing table that cannot be used: the source, and every problem found in it.
+
+    `entry`, `field` and `reason` are the first problem's; the message names it and counts
+    the others.
+    """
+
+    def __init__(self, source: str, problems: Sequence[RoutingProblem]) -> None:
+        if not problems:
+            raise ValueError("a RoutingError needs at least one problem")
         self.source = source
-        self.entry = entry  # position in `routes`, from 0; messages count from 1
-        self.field = field
-        self.reason = reason
-        where = source if entry is None else f"{source}: entry #{entry + 1}"
-        where += f" ({label})" if label else ""
-        super().__init__(f"{where}: {field}: {reason}" if field else f"{where}: {reason}")
+        self.problems = tuple(problems)
+        first = self.problems[0]
+        self.entry = first.entry  # position in `routes`, from 0; messages count from 1
+        self.field = first.field
+        self.reason = first.reason
+        message = first.describe(source)
+        if len(self.problems) > 1:
+            message += f" (and {len(self.problems) - 1} more)"
+        super().__init__(message)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -285,7 +313,7 @@ def load_routing(path: str | Path) -> RoutingTable:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
-        raise RoutingError(str(path), f"cannot be read ({err.strerror})") from err
+        raise RoutingError(str(path), [RoutingProblem(f"cannot be read ({err.strerror})")]) from err
     return parse_routing(text, source=str(path))
 
 
@@ -294,21 +322,24 @@ def parse_routing(text: str, *, source: str = "<routing>") -> RoutingTable:
     try:
         document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as err:
-        raise RoutingError(source, f"is not valid YAML ({err})") from err
+        raise RoutingError(source, [RoutingProblem(f"is not valid YAML ({err})")]) from err
     return build_routing(document, source=source)
 
 
 def build_routing(document: object, *, source: str = "routing table") -> RoutingTable:
-    """Validate an already parsed table (a YAML document or a JSON body)."""
-    if not isinstance(document, Mapping) or not isinstance(document.get("routes"), list):
-        raise RoutingError(source, "must be a mapping with a 'routes' list")
+    """Validate an already parsed table (a YAML document, a JSON body, a stored table)."""
+    if not isinstance(document, Mapping):
+        raise RoutingError(source, [RoutingProblem("must be a mapping with a 'routes' list")])
+    if not isinstance(document.get("routes"), list):
+        raise RoutingError(source, [RoutingProblem("must be a list of entries", field="routes")])
     try:
         return RoutingTable.model_validate(document)
     except ValidationError as err:
-        raise _routing_error(source, document["routes"], err.errors()[0]) from err
+        routes = document["routes"]
+        raise RoutingError(source, [_problem(routes, error) for error in err.errors()]) from err
 
 
-def _routing_error(source: str, routes: list[Any], error: ErrorDetails) -> RoutingError:
+def _problem(routes: list[Any], error: ErrorDetails) -> RoutingProblem:
     ctx = error.get("ctx", {})
     loc = list(error["loc"])
     entry: int | None = ctx.get("entry")
@@ -323,4 +354,84 @@ def _routing_error(source: str, routes: list[Any], error: ErrorDetails) -> Routi
     if isinstance(raw, Mapping):
         grid = raw.get("grid")
         label = f"{raw.get('category', '?')} " + ("anywhere" if grid is None else f"in {grid}")
-    return RoutingError(source, reason, entry=entry, field=field, label=label)
+    return RoutingProblem(reason, entry=entry, field=field, label=label)
+
+
+# ---------------------------------------------------------------------------- the table in force
+class RoutingSource(StrEnum):
+    """Where the table in force comes from."""
+
+    API = "api"  # stored in the database (through the API or the CLI)
+    FILE = "file"  # GRIDWATCH_ROUTING_FILE, while the database holds none
+    NONE = "none"  # neither: every case waits for an officer
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredRouting:
+    """What the database holds: a table (None: none, the file's is in force) and its version.
+
+    The version counts every change made through the API, the drop of a table included, so
+    it only grows; 0 means nothing was ever changed. `updated_*` describe the last change.
+    """
+
+    table: RoutingTable | None
+    version: int = 0
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoutingState:
+    """The table in force, where it comes from, and the stored version it reflects."""
+
+    table: RoutingTable | None
+    source: RoutingSource
+    version: int = 0
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+
+
+class RoutingInForce:
+    """The one routing table a process dispatches by: the stored one, else the file's.
+
+    Whatever routes reads `table` when it routes; a change replaces the whole state in one
+    assignment, so a reader sees the old table or the new one, never a mix. Versions only go
+    forward: a poll that read the database just before a change made here cannot put the
+    older table back.
+    """
+
+    def __init__(self, file_table: RoutingTable | None = None) -> None:
+        self._file_table = file_table
+        self._state = self._in_force(StoredRouting(table=None))
+
+    @property
+    def state(self) -> RoutingState:
+        """The table in force now, with its source and version."""
+        return self._state
+
+    @property
+    def table(self) -> RoutingTable | None:
+        """The table to route by now; None: every case waits for an officer."""
+        return self._state.table
+
+    def adopt(self, stored: StoredRouting) -> bool:
+        """Put what the database holds in force; False (nothing changes) unless it is newer."""
+        if stored.version <= self._state.version:
+            return False
+        self._state = self._in_force(stored)
+        return True
+
+    def _in_force(self, stored: StoredRouting) -> RoutingState:
+        if stored.table is not None:
+            table, source = stored.table, RoutingSource.API
+        elif self._file_table is not None:
+            table, source = self._file_table, RoutingSource.FILE
+        else:
+            table, source = None, RoutingSource.NONE
+        return RoutingState(
+            table=table,
+            source=source,
+            version=stored.version,
+            updated_at=stored.updated_at,
+            updated_by=stored.updated_by,
+        )

@@ -13,6 +13,7 @@ import uvloop
 from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gridwatch.cases.routing import RoutingError
 from gridwatch.gateway.db import create_engine, migrate, session_factory
 from gridwatch.gateway.registry import SensorFileError
 from gridwatch.gateway.settings import Settings, SettingsError, load_settings
@@ -89,6 +90,7 @@ def user_errors() -> Iterator[None]:
         SettingsError,
         SensorFileError,
         RuleFileError,
+        RoutingError,
         ProfileError,
         ProfileConflictError,
     ) as err:
@@ -120,6 +122,7 @@ def main() -> None:
         case_commands,
         grid_acl_commands,
         registry_commands,
+        routing_commands,
         rules_commands,
         service_commands,
     )

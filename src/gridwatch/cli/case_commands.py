@@ -10,7 +10,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from gridwatch.cases import service, transitions
+from gridwatch.cases import routing_store, service, transitions
 from gridwatch.cases.errors import CaseNotFoundError, InvalidRequestError, VersionMismatchError
 from gridwatch.cases.lifecycle import Action, TransitionRefusedError
 from gridwatch.cases.models import CaseRead, CaseStatus, CaseSummary
@@ -131,6 +131,8 @@ def act(
 
     async def take() -> CaseSummary:
         async with database(settings) as sessions, sessions() as session, session.begin():
+            # A table stored through the API replaces the routing file's (a reopen routes).
+            await routing_store.refresh(session=session, routing=policy.routing)
             current = version
             if current is None:
                 # Without --version act on what is there now; the write is still conditional,

@@ -22,6 +22,7 @@ from gridwatch.api import ApiContext, create_app
 from gridwatch.api.context import DeviceProbe
 from gridwatch.api.keys import digest
 from gridwatch.cases.policy import CasePolicy, load_case_policy
+from gridwatch.cases.routing import RoutingError
 from gridwatch.dispatch.relay import WebhookRelay
 from gridwatch.dispatch.subscriptions import ensure_subscription
 from gridwatch.domain import Sensor
@@ -46,6 +47,7 @@ from gridwatch.service.modbus import (
     register_maps,
 )
 from gridwatch.service.registry_sync import RegistrySync
+from gridwatch.service.routing_sync import RoutingSync
 from gridwatch.service.rules_runtime import RulesRuntime
 from gridwatch.service.supervision import Supervisor
 from gridwatch.service.telemetry import Telemetry, open_telemetry
@@ -121,6 +123,8 @@ class Service:
             await self._load_grid_file(sessions)
             await self._load_sensors_file(sessions)
             await self.registry_sync.reload()
+            self.routing_sync = RoutingSync(sessions=sessions, routing=self.case_policy.routing)
+            await self._load_stored_routing()
             async with (
                 httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT_S) as http,
                 httpx.AsyncClient(timeout=settings.influx_timeout_s) as influx_http,
@@ -280,6 +284,7 @@ class Service:
                 group.create_task(parts.telemetry.run(self.metrics), name="telemetry"),
                 group.create_task(parts.relay.run(), name="webhook-relay"),
                 group.create_task(self.registry_sync.run(), name="registry-sync"),
+                group.create_task(self.routing_sync.run(), name="routing-sync"),
                 group.create_task(parts.rules.run_ticks(), name="rules-ticks"),
                 group.create_task(parts.rules.run_checkpoints(), name="rules-checkpoints"),
                 group.create_task(parts.rules.run_watch(), name="rules-watch"),
@@ -317,6 +322,17 @@ class Service:
             "mqtt": self._mqtt_connected,
             "telemetry_store": await telemetry.ping(),
         }
+
+    async def _load_stored_routing(self) -> None:
+        # A table stored through the API replaces the routing file's, before any case opens.
+        # One that no longer validates stops the start, as a bad routing file does.
+        try:
+            await self.routing_sync.refresh()
+        except RoutingError as err:
+            raise SettingsError(
+                f"{err}; store a valid one with `gridwatch routing set FILE`, or drop it with "
+                "`gridwatch routing clear` to use the routing file"
+            ) from err
 
     async def _load_grid_file(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         # Like the sensors file, the grid file is declarative: it replaces the grid at start.
