@@ -1,16 +1,25 @@
 """RFC 9457 problem details for every error the API returns."""
 
+import logging
 from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gridwatch.registry.problems import RegistryError
 
 PROBLEM_JSON = "application/problem+json"
+# How the database being away surfaces: a refused or dropped connection, a pool that has no
+# connection to give. Any route (and the API key check before it) may meet one.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError, ConnectionError)
+RETRY_AFTER_S = 5
+
+log = logging.getLogger("gridwatch.api")
 
 
 def problem(status: int, detail: str, **extra: Any) -> JSONResponse:
@@ -47,8 +56,22 @@ async def _registry_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(exc.status, exc.summary, instance=request.url.path, errors=errors)
 
 
+def database_unavailable(detail: str = "the database is unavailable; try again") -> JSONResponse:
+    """503 with Retry-After; the driver's message names hosts and users, so it is not in it."""
+    response = problem(503, detail)
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("%s %s: database unavailable: %s", request.method, request.url.path, exc)
+    return database_unavailable()
+
+
 def install_problem_handlers(app: FastAPI) -> None:
-    """Route HTTP, validation and registry errors through problem+json."""
+    """Route HTTP, validation, registry and database-outage errors through problem+json."""
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(RegistryError, _registry_error)
+    for unavailable in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(unavailable, _database_error)

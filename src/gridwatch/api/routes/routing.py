@@ -14,13 +14,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gridwatch.api.context import ApiContext
 from gridwatch.api.deps import ContextDep, PrincipalDep, SessionDep, permitted
-from gridwatch.api.problems import PROBLEM_JSON, problem
+from gridwatch.api.problems import (
+    DATABASE_UNAVAILABLE,
+    PROBLEM_JSON,
+    database_unavailable,
+    problem,
+)
 from gridwatch.api.roles import Permission
 from gridwatch.api.routes.cases import etag, parse_if_match
 from gridwatch.cases import routing_store
@@ -41,8 +44,6 @@ log = logging.getLogger("gridwatch.routing")
 # What GET adds to the table; accepted back in a PUT and ignored, so a GET can be edited and
 # sent back as it is.
 _READ_ONLY = ("source", "configured", "version", "updated_at", "updated_by")
-# Where the database's failures surface: a dropped connection, a refused one, a full pool.
-_DATABASE_DOWN = (DBAPIError, OSError, PoolTimeoutError)
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
 _WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: _PROBLEM | {"description": "If-Match is not a version ETag or *"},
@@ -93,7 +94,7 @@ async def get_routing(context: ContextDep, response: Response) -> RoutingRead:
         async with context.sessions() as session:
             # Another process may have changed it since the last poll: the ETag must be current.
             await routing_store.refresh(session=session, routing=routing)
-    except _DATABASE_DOWN as err:
+    except DATABASE_UNAVAILABLE as err:
         log.warning("routing table not refreshed, showing the one in force: %s", err)
     except RoutingError as err:
         # Named, not a traceback: written by a gridwatch whose checks differ from ours.
@@ -207,12 +208,10 @@ async def _write(
         stale = problem(412, str(err), current_version=err.current)
         stale.headers["ETag"] = etag(err.current)
         return stale
-    except _DATABASE_DOWN as err:
+    except DATABASE_UNAVAILABLE as err:
         log.warning("routing table not changed: database unavailable: %s", err)
         # The driver's message may name hosts and users: it goes to the log, not the caller.
-        unavailable = problem(503, "the database is unavailable; nothing changed, try again")
-        unavailable.headers["Retry-After"] = "5"
-        return unavailable
+        return database_unavailable("the database is unavailable; nothing changed, try again")
     routing = context.case_policy.routing
     routing.adopt(stored)
     state = routing.state
