@@ -18,6 +18,7 @@ from gridwatch.cases.models import OutboxEvent
 from gridwatch.dispatch.backoff import parse_retry_after, retry_delay
 from gridwatch.dispatch.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
 from gridwatch.dispatch.signing import signed_headers
+from gridwatch.dispatch.subscriptions import signing_secrets, subscription_matches
 from gridwatch.gateway.metrics import Metrics
 
 log = logging.getLogger("gridwatch.dispatch")
@@ -40,7 +41,7 @@ class _Attempt:
     case_id: str
     attempts: int
     url: str
-    secret: str
+    secrets: list[str]
     body: bytes
 
 
@@ -113,7 +114,7 @@ class WebhookRelay:
             subscriptions = (await session.scalars(select(WebhookSubscription))).all()
             for event in events:
                 for subscription in subscriptions:
-                    if subscription.types and event.type not in subscription.types:
+                    if not subscription_matches(subscription, event):
                         continue
                     session.add(
                         WebhookDelivery(
@@ -170,7 +171,7 @@ class WebhookRelay:
                 case_id=delivery.case_id,
                 attempts=delivery.attempts,
                 url=subscription.url,
-                secret=subscription.secret,
+                secrets=signing_secrets(subscription, self._clock()),
                 body=json.dumps(event.body, separators=(",", ":"), ensure_ascii=False).encode(),
             )
             for delivery, subscription, event in rows
@@ -180,7 +181,7 @@ class WebhookRelay:
         async with limiter:
             sent_at = self._clock()
             headers = signed_headers(
-                secrets=[attempt.secret], event_id=attempt.event_id, body=attempt.body, at=sent_at
+                secrets=attempt.secrets, event_id=attempt.event_id, body=attempt.body, at=sent_at
             )
             try:
                 response = await self._http.post(attempt.url, content=attempt.body, headers=headers)

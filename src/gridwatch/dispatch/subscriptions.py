@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gridwatch.cases.models import OutboxEvent
 from gridwatch.dispatch.models import WebhookSubscription
 
 
@@ -32,3 +33,14 @@ async def ensure_subscription(
         subscription.secret = secret
         subscription.types = types or []
     return subscription
+
+
+def subscription_matches(subscription: WebhookSubscription, event: OutboxEvent) -> bool:
+    """Whether the event goes to the subscription: its type filter (empty: every type)."""
+    return not subscription.types or event.type in subscription.types
+
+
+def signing_secrets(subscription: WebhookSubscription, now: datetime) -> list[str]:
+    """The secrets a delivery made at `now` is signed with, one signature each."""
+    del now  # one secret per subscription for now
+    return [subscription.secret]
