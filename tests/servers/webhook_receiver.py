@@ -58,11 +58,13 @@ class _Server(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, receiver: "WebhookReceiver") -> None:
+    allow_reuse_address = True  # a restart binds the port it had again
+
+    def __init__(self, receiver: "WebhookReceiver", port: int = 0) -> None:
         self.receiver = receiver
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
-        super().__init__((LOOPBACK, 0), _Handler)  # port 0: the kernel picks, no race
+        super().__init__((LOOPBACK, port), _Handler)  # port 0: the kernel picks, no race
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -233,11 +235,12 @@ class WebhookReceiver:
         with self._changed:
             raise TimeoutError(self._shortfall(count, timeout))
 
-    def start(self) -> None:
-        """Bind a free loopback port and serve in a background thread."""
+    def start(self, port: int = 0) -> None:
+        """Serve in a background thread on `port` (0: a free one; a receiver coming back
+        after `close` passes the port it had)."""
         if self._server is not None:
             raise RuntimeError(f"webhook receiver already serving at {self.url}")
-        self._server = _Server(self)
+        self._server = _Server(self, port)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},

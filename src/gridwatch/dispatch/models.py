@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gridwatch.gateway.db import Base, UTCDateTime
@@ -41,6 +41,7 @@ class WebhookDelivery(Base):
     __table_args__ = (
         UniqueConstraint("event_id", "subscription_id"),
         Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_head", "subscription_id", "case_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -54,3 +55,40 @@ class WebhookDelivery(Base):
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A worker sends a delivery only while it holds the lease; a worker that dies mid-delivery
+    # leaves a lease that runs out, and another worker (or the restarted one) sends it again.
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    # Answers that refused this event (4xx, 500): they, not a receiver being away, count
+    # towards the dead letter.
+    rejections: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AttemptOutcome(StrEnum):
+    """How one delivery attempt ended."""
+
+    DELIVERED = "delivered"
+    # The receiver is away (refused, timed out, 429, 502-504): it is probed until it is back.
+    UNAVAILABLE = "unavailable"
+    # The receiver answered and refused this event: retried with backoff, then a dead letter.
+    REJECTED = "rejected"
+    GONE = "gone"
+
+
+class WebhookAttempt(Base):
+    """One attempt to deliver: when, the answer, how long it took, the start of the body."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (Index("ix_webhook_attempts_subscription", "subscription_id", "attempted_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("webhook_deliveries.id"), index=True)
+    subscription_id: Mapped[str] = mapped_column(String(40))
+    event_id: Mapped[str] = mapped_column(String(40))
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    outcome: Mapped[str] = mapped_column(String(12))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    # The first KiB of the receiver's answer, as text.
+    response: Mapped[str | None] = mapped_column(Text)

@@ -1,32 +1,73 @@
-"""The outbox relay: fans case events out to subscriptions and delivers them as signed webhooks."""
+"""The outbox relay: fans case events out to subscriptions and delivers them as signed webhooks.
+
+Several relays (one per gridwatch process) may share one database. Each pass:
+
+1. fan out: new outbox events become one delivery per matching subscription (the events are
+   locked `SKIP LOCKED`, so two relays never fan out one event twice);
+2. claim: the head delivery of each (subscription, case) that is due gets this relay's lease,
+   in one statement that only takes deliveries no live lease holds. Only a case's lowest
+   pending sequence is a head, so events of a case go out in order whichever relay sends them;
+3. send, in parallel, and record every attempt and its outcome in one transaction.
+
+A relay that dies mid-delivery leaves leases that run out after `LEASE_S`; then any relay sends
+those deliveries again (same `webhook-id`: receivers deduplicate). Delivery is at least once.
+
+A receiver that is away (connection refused, timeout, 429, 502-504) is probed, not hammered:
+while it is away only one delivery goes to it every few seconds (or after its Retry-After),
+and none of those attempts counts towards a dead letter; the first success sends everything
+pending at once. Only answers that refuse an event (other 4xx, 500) count, with backoff, until
+`max_attempts` makes it a dead letter. 410 disables the subscription.
+"""
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
-from collections.abc import Callable
-from dataclasses import dataclass
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Final
 
 import httpx
-from sqlalchemy import and_, func, select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import ColumnElement, Update, and_, func, insert, or_, select, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gridwatch.cases.models import OutboxEvent
 from gridwatch.dispatch.backoff import parse_retry_after, retry_delay
-from gridwatch.dispatch.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
+from gridwatch.dispatch.models import (
+    AttemptOutcome,
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookSubscription,
+)
 from gridwatch.dispatch.signing import signed_headers
 from gridwatch.dispatch.subscriptions import signing_secrets, subscription_matches
+from gridwatch.domain.backoff import Backoff
 from gridwatch.gateway.metrics import Metrics
 
 log = logging.getLogger("gridwatch.dispatch")
 
-FAN_OUT_BATCH = 500
-DELIVERY_BATCH = 100
-MAX_PARALLEL_DELIVERIES = 16
-_RETRY_AFTER_STATUSES = frozenset({429, 503})
+FAN_OUT_BATCH: Final = 500
+DELIVERY_BATCH: Final = 100
+MAX_PARALLEL_DELIVERIES: Final = 16
+# Longer than an attempt can take (the HTTP client's timeout) plus recording it.
+LEASE_S: Final = 30.0
+# A receiver that is away is tried again at least this often, so it gets its backlog within
+# about this long of coming back.
+PROBE_MAX_S: Final = 4.0
+PROBE_BASE_S: Final = 0.5
+# A database outage: the relay waits this long at most between tries.
+DATABASE_RETRY_MAX_S: Final = 15.0
+RESPONSE_EXCERPT_BYTES: Final = 1024
+_UNAVAILABLE_STATUSES: Final = frozenset({429, 502, 503, 504})
+# How the database being away surfaces (a DBAPIError subclass, a refused connection, a pool
+# with nothing to give): the relay pauses and resumes, it never ends.
+DATABASE_DOWN: Final = (DBAPIError, OperationalError, InterfaceError, PoolTimeoutError, OSError)
 
 
 def utcnow() -> datetime:
@@ -37,12 +78,34 @@ def utcnow() -> datetime:
 @dataclass(frozen=True, slots=True)
 class _Attempt:
     delivery_id: int
+    subscription_id: str
     event_id: str
     case_id: str
-    attempts: int
+    rejections: int  # before this attempt
     url: str
     secrets: list[str]
     body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    attempt: _Attempt
+    outcome: AttemptOutcome
+    at: datetime
+    latency_s: float
+    status_code: int | None = None
+    error: str | None = None
+    response: str | None = None
+    retry_after: float | None = None
+
+
+@dataclass(slots=True)
+class _AwayReceiver:
+    """A subscription whose receiver is away: when to probe it next."""
+
+    probe_at: datetime
+    backoff: Backoff
+    since: datetime = field(default_factory=utcnow)
 
 
 class WebhookRelay:
@@ -58,6 +121,8 @@ class WebhookRelay:
         poll_interval_s: float = 1.0,
         rng: random.Random | None = None,
         clock: Callable[[], datetime] = utcnow,
+        worker_id: str | None = None,
+        lease_s: float = LEASE_S,
     ) -> None:
         self._sessions = sessions
         self._http = http
@@ -67,6 +132,9 @@ class WebhookRelay:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._clock = clock
         self._wake = asyncio.Event()
+        self._away: dict[str, _AwayReceiver] = {}
+        self.worker_id = worker_id or f"relay-{secrets.token_hex(6)}"
+        self._lease = timedelta(seconds=lease_s)
 
     def notify(self) -> None:
         """Wake the relay now: a transaction wrote outbox events."""
@@ -74,27 +142,48 @@ class WebhookRelay:
 
     async def run(self) -> None:
         """Relay until cancelled; a database outage pauses delivery, it never ends it."""
+        outage = Backoff(base_s=self._poll_interval_s, max_s=DATABASE_RETRY_MAX_S, rng=self._rng)
         while True:
-            try:
-                await self.run_once()
-            except DBAPIError as err:
-                log.warning("webhook relay paused: database error: %s", err.orig or err)
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval_s)
+            try:
+                attempted = await self.run_once()
+            except DATABASE_DOWN as err:
+                delay = outage.next_delay()
+                log.warning(
+                    "webhook relay paused: database unavailable (%s); retry %d in %.1fs",
+                    getattr(err, "orig", None) or err, outage.failures, delay,
+                )  # fmt: skip
+                await self._sleep(delay)
+                continue
+            outage.reset()
+            if attempted >= DELIVERY_BATCH:
+                continue  # a backlog: the next batch at once
+            await self._sleep(self._next_wait())
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+
+    def _next_wait(self) -> float:
+        # Sooner than the poll interval when an away receiver is due for its probe.
+        now = self._clock()
+        wait = self._poll_interval_s
+        for away in self._away.values():
+            wait = min(wait, max((away.probe_at - now).total_seconds(), 0.0))
+        return wait
 
     async def run_once(self) -> int:
         """Fan out new events, then attempt every delivery that is due; returns attempts made."""
         await self._fan_out()
-        attempts = await self._due_attempts()
+        attempts = await self._claim()
         if not attempts:
             return 0
         limiter = asyncio.Semaphore(MAX_PARALLEL_DELIVERIES)
-        async with asyncio.TaskGroup() as group:
-            for attempt in attempts:
-                group.create_task(
-                    self._deliver(attempt, limiter), name=f"deliver-{attempt.delivery_id}"
-                )
+        results = await asyncio.gather(*(self._send(attempt, limiter) for attempt in attempts))
+        await self._record(results)
         return len(attempts)
 
     async def _fan_out(self) -> None:
@@ -112,26 +201,34 @@ class WebhookRelay:
             if not events:
                 return
             subscriptions = (await session.scalars(select(WebhookSubscription))).all()
+            rows = [
+                {
+                    "event_id": event.id,
+                    "subscription_id": subscription.id,
+                    "case_id": event.case_id,
+                    "sequence": event.sequence,
+                    "status": DeliveryStatus.PENDING.value,
+                    "attempts": 0,
+                    "rejections": 0,
+                    "next_attempt_at": now,
+                }
+                for event in events
+                for subscription in subscriptions
+                if subscription_matches(subscription, event)
+            ]
+            if rows:
+                await session.execute(insert(WebhookDelivery), rows)
             for event in events:
-                for subscription in subscriptions:
-                    if not subscription_matches(subscription, event):
-                        continue
-                    session.add(
-                        WebhookDelivery(
-                            event_id=event.id,
-                            subscription_id=subscription.id,
-                            case_id=event.case_id,
-                            sequence=event.sequence,
-                            status=DeliveryStatus.PENDING.value,
-                            attempts=0,
-                            next_attempt_at=now,
-                        )
-                    )
                 event.fanned_out_at = now
 
-    async def _due_attempts(self) -> list[_Attempt]:
+    async def _claim(self) -> list[_Attempt]:
+        """Lease the due head deliveries: at most one per away receiver, none to one not due."""
+        now = self._clock()
+        waiting = [sid for sid, away in self._away.items() if away.probe_at > now]
+        probing = {sid for sid, away in self._away.items() if away.probe_at <= now}
         # In order per case: only the lowest pending sequence of each (subscription, case)
-        # may go out, so a retrying event holds back the later events of its case only.
+        # may go out, so a retrying event holds back the later events of its case only; a
+        # head leased by another relay holds them back too, until it is recorded.
         head = (
             select(
                 WebhookDelivery.subscription_id,
@@ -142,8 +239,8 @@ class WebhookRelay:
             .group_by(WebhookDelivery.subscription_id, WebhookDelivery.case_id)
             .subquery()
         )
-        statement = (
-            select(WebhookDelivery, WebhookSubscription, OutboxEvent)
+        candidates = (
+            select(WebhookDelivery.id, WebhookDelivery.subscription_id)
             .join(
                 head,
                 and_(
@@ -153,107 +250,221 @@ class WebhookRelay:
                 ),
             )
             .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
-            .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)
             .where(
                 WebhookDelivery.status == DeliveryStatus.PENDING.value,
-                WebhookDelivery.next_attempt_at <= self._clock(),
+                WebhookDelivery.next_attempt_at <= now,
+                _lease_free(now),
                 WebhookSubscription.enabled.is_(True),
+                WebhookDelivery.subscription_id.not_in(waiting),
             )
             .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
             .limit(DELIVERY_BATCH)
+            # PostgreSQL: another relay claiming now skips these rows instead of waiting.
+            .with_for_update(of=WebhookDelivery, skip_locked=True)
         )
-        async with self._sessions() as session:
-            rows = (await session.execute(statement)).all()
-        return [
-            _Attempt(
-                delivery_id=delivery.id,
-                event_id=event.id,
-                case_id=delivery.case_id,
-                attempts=delivery.attempts,
-                url=subscription.url,
-                secrets=signing_secrets(subscription, self._clock()),
-                body=json.dumps(event.body, separators=(",", ":"), ensure_ascii=False).encode(),
+        async with self._sessions() as session, session.begin():
+            found = (await session.execute(candidates)).all()
+            chosen: list[int] = []
+            probed: set[str] = set()
+            for delivery_id, subscription_id in found:
+                if subscription_id in probing:
+                    if subscription_id in probed:
+                        continue  # one probe per away receiver
+                    probed.add(subscription_id)
+                chosen.append(delivery_id)
+            if not chosen:
+                return []
+            # The lease condition again: on SQLite (no row locks) this is what keeps two
+            # relays from taking one delivery.
+            claimed = await session.scalars(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id.in_(chosen), _lease_free(now))
+                .values(lease_until=now + self._lease, claimed_by=self.worker_id)
+                .returning(WebhookDelivery.id)
             )
-            for delivery, subscription, event in rows
-        ]
+            claimed_ids = list(claimed)
+            rows = (
+                await session.execute(
+                    select(WebhookDelivery, WebhookSubscription, OutboxEvent)
+                    .join(
+                        WebhookSubscription,
+                        WebhookSubscription.id == WebhookDelivery.subscription_id,
+                    )
+                    .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)
+                    .where(WebhookDelivery.id.in_(claimed_ids))
+                    .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+                )
+            ).all()
+            return [
+                _Attempt(
+                    delivery_id=delivery.id,
+                    subscription_id=subscription.id,
+                    event_id=event.id,
+                    case_id=delivery.case_id,
+                    rejections=delivery.rejections,
+                    url=subscription.url,
+                    secrets=signing_secrets(subscription, now),
+                    body=json.dumps(event.body, separators=(",", ":"), ensure_ascii=False).encode(),
+                )
+                for delivery, subscription, event in rows
+            ]
 
-    async def _deliver(self, attempt: _Attempt, limiter: asyncio.Semaphore) -> None:
+    async def _send(self, attempt: _Attempt, limiter: asyncio.Semaphore) -> _Result:
         async with limiter:
             sent_at = self._clock()
             headers = signed_headers(
                 secrets=attempt.secrets, event_id=attempt.event_id, body=attempt.body, at=sent_at
             )
+            started = time.perf_counter()
             try:
                 response = await self._http.post(attempt.url, content=attempt.body, headers=headers)
             except httpx.HTTPError as err:
-                await self._failed(attempt, status_code=None, error=f"{type(err).__name__}: {err}")
-                return
+                return _Result(
+                    attempt,
+                    AttemptOutcome.UNAVAILABLE,
+                    at=sent_at,
+                    latency_s=time.perf_counter() - started,
+                    error=f"{type(err).__name__}: {err}"[:2000],
+                )
+        latency = time.perf_counter() - started
+        code = response.status_code
+        excerpt = response.content[:RESPONSE_EXCERPT_BYTES].decode("utf-8", errors="replace")
         if response.is_success:
-            await self._succeeded(attempt, response.status_code)
-        elif response.status_code == 410:
-            await self._gone(attempt)
+            outcome = AttemptOutcome.DELIVERED
+        elif code == 410:
+            outcome = AttemptOutcome.GONE
+        elif code in _UNAVAILABLE_STATUSES:
+            outcome = AttemptOutcome.UNAVAILABLE
         else:
-            retry_after = None
-            if response.status_code in _RETRY_AFTER_STATUSES:
-                retry_after = parse_retry_after(response.headers.get("retry-after"), now=sent_at)
-            await self._failed(
-                attempt,
-                status_code=response.status_code,
-                error=f"HTTP {response.status_code}",
-                retry_after=retry_after,
-            )
-
-    async def _succeeded(self, attempt: _Attempt, status_code: int) -> None:
-        async with self._sessions() as session, session.begin():
-            delivery = await session.get_one(WebhookDelivery, attempt.delivery_id)
-            delivery.status = DeliveryStatus.DELIVERED.value
-            delivery.attempts = attempt.attempts + 1
-            delivery.last_status_code = status_code
-            delivery.delivered_at = self._clock()
-        self._metrics.deliveries.labels("delivered").inc()
-        log.info(
-            "webhook delivered event=%s case=%s url=%s",
-            attempt.event_id,
-            attempt.case_id,
-            attempt.url,
+            outcome = AttemptOutcome.REJECTED
+        retry_after = None
+        if code in _UNAVAILABLE_STATUSES:
+            retry_after = parse_retry_after(response.headers.get("retry-after"), now=sent_at)
+        return _Result(
+            attempt,
+            outcome,
+            at=sent_at,
+            latency_s=latency,
+            status_code=code,
+            error=None if outcome is AttemptOutcome.DELIVERED else f"HTTP {code}",
+            response=excerpt,
+            retry_after=retry_after,
         )
 
-    async def _gone(self, attempt: _Attempt) -> None:
-        async with self._sessions() as session, session.begin():
-            delivery = await session.get_one(WebhookDelivery, attempt.delivery_id)
-            delivery.status = DeliveryStatus.DEAD.value
-            delivery.attempts = attempt.attempts + 1
-            delivery.last_status_code = 410
-            delivery.last_error = "410 Gone: subscription disabled"
-            subscription = await session.get_one(WebhookSubscription, delivery.subscription_id)
-            subscription.enabled = False
-            subscription.disabled_reason = f"410 Gone at {self._clock().isoformat()}"
-        self._metrics.deliveries.labels("gone").inc()
-        log.warning("webhook receiver answered 410, subscription disabled url=%s", attempt.url)
+    async def _record(self, results: Sequence[_Result]) -> None:
+        """Write every result and attempt in one transaction, then update the away receivers.
 
-    async def _failed(
-        self,
-        attempt: _Attempt,
-        *,
-        status_code: int | None,
-        error: str,
-        retry_after: float | None = None,
-    ) -> None:
-        attempts = attempt.attempts + 1
-        dead = attempts >= self._max_attempts
+        Each update holds only while this relay's lease does: a relay that was too slow and
+        lost the lease to another leaves the delivery to that one.
+        """
         async with self._sessions() as session, session.begin():
-            delivery = await session.get_one(WebhookDelivery, attempt.delivery_id)
-            delivery.attempts = attempts
-            delivery.last_status_code = status_code
-            delivery.last_error = error[:2000]
-            if dead:
-                delivery.status = DeliveryStatus.DEAD.value
-            else:
-                delay = retry_delay(attempts, rng=self._rng, retry_after=retry_after)
-                delivery.next_attempt_at = self._clock() + timedelta(seconds=delay)
-        self._metrics.deliveries.labels("dead" if dead else "retry").inc()
-        log.warning(
-            "webhook attempt %d failed event=%s case=%s url=%s: %s%s",
-            attempts, attempt.event_id, attempt.case_id, attempt.url, error,
-            " (dead letter)" if dead else "",
-        )  # fmt: skip
+            for result in results:
+                await session.execute(self._delivery_update(result))
+                if result.outcome is AttemptOutcome.GONE:
+                    await session.execute(
+                        update(WebhookSubscription)
+                        .where(WebhookSubscription.id == result.attempt.subscription_id)
+                        .values(
+                            enabled=False,
+                            disabled_reason=f"410 Gone at {result.at.isoformat()}",
+                        )
+                    )
+            await session.execute(
+                insert(WebhookAttempt),
+                [
+                    {
+                        "delivery_id": result.attempt.delivery_id,
+                        "subscription_id": result.attempt.subscription_id,
+                        "event_id": result.attempt.event_id,
+                        "attempted_at": result.at,
+                        "outcome": result.outcome.value,
+                        "status_code": result.status_code,
+                        "latency_ms": round(result.latency_s * 1000, 3),
+                        "error": result.error,
+                        "response": result.response,
+                    }
+                    for result in results
+                ],
+            )
+        for result in results:
+            self._after(result)
+
+    def _delivery_update(self, result: _Result) -> Update:
+        attempt = result.attempt
+        changes: dict[str, object] = {
+            "attempts": WebhookDelivery.attempts + 1,
+            "last_status_code": result.status_code,
+            "last_error": result.error,
+            "lease_until": None,
+            "claimed_by": None,
+        }
+        match result.outcome:
+            case AttemptOutcome.DELIVERED:
+                changes |= {"status": DeliveryStatus.DELIVERED.value, "delivered_at": result.at}
+            case AttemptOutcome.GONE:
+                changes |= {"status": DeliveryStatus.DEAD.value}
+            case AttemptOutcome.REJECTED:
+                rejections = attempt.rejections + 1
+                changes["rejections"] = rejections
+                if self._is_dead(result):
+                    changes["status"] = DeliveryStatus.DEAD.value
+                else:
+                    delay = retry_delay(rejections, rng=self._rng)
+                    changes["next_attempt_at"] = result.at + timedelta(seconds=delay)
+            case AttemptOutcome.UNAVAILABLE:
+                pass  # the receiver is probed; this event keeps its place and its budget
+        return (
+            update(WebhookDelivery)
+            .where(
+                WebhookDelivery.id == attempt.delivery_id,
+                WebhookDelivery.claimed_by == self.worker_id,
+            )
+            .values(changes)
+        )
+
+    def _is_dead(self, result: _Result) -> bool:
+        return (
+            result.outcome is AttemptOutcome.REJECTED
+            and result.attempt.rejections + 1 >= self._max_attempts
+        )
+
+    def _after(self, result: _Result) -> None:
+        attempt = result.attempt
+        subscription = attempt.subscription_id
+        outcome = result.outcome
+        self._metrics.deliveries.labels("dead" if self._is_dead(result) else outcome.value).inc()
+        if outcome is AttemptOutcome.UNAVAILABLE:
+            away = self._away.get(subscription)
+            if away is None:
+                backoff = Backoff(base_s=PROBE_BASE_S, max_s=PROBE_MAX_S, rng=self._rng)
+                away = self._away[subscription] = _AwayReceiver(result.at, backoff, result.at)
+                log.warning(
+                    "webhook receiver away url=%s: %s; probing it", attempt.url, result.error
+                )
+            delay = away.backoff.next_delay(retry_after=result.retry_after)
+            away.probe_at = self._clock() + timedelta(seconds=delay)
+            return
+        if subscription in self._away:
+            away = self._away.pop(subscription)
+            log.info(
+                "webhook receiver back url=%s after %.1fs away; sending its backlog",
+                attempt.url, (result.at - away.since).total_seconds(),
+            )  # fmt: skip
+            self._wake.set()
+        if outcome is AttemptOutcome.DELIVERED:
+            log.info(
+                "webhook delivered event=%s case=%s url=%s",
+                attempt.event_id, attempt.case_id, attempt.url,
+            )  # fmt: skip
+        elif outcome is AttemptOutcome.GONE:
+            log.warning("webhook receiver answered 410, subscription disabled url=%s", attempt.url)
+        else:
+            log.warning(
+                "webhook refused event=%s case=%s url=%s: %s%s",
+                attempt.event_id, attempt.case_id, attempt.url, result.error,
+                " (dead letter)" if self._is_dead(result) else "",
+            )  # fmt: skip
+
+
+def _lease_free(now: datetime) -> ColumnElement[bool]:
+    return or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until <= now)
