@@ -1,6 +1,6 @@
 """The KPI report over a year of one million cases on PostgreSQL (target: under 2 s).
 
-    .venv/bin/python -m benchmarks.kpi [--cases 1000000] [--runs 3] [--keep]
+    .venv/bin/python -m benchmarks.kpi [--cases 1000000] [--runs 3] [--keep] [--explain]
 
 Creates a database of its own on the test server (GRIDWATCH_TEST_PG_ADMIN_URL, default
 postgres@127.0.0.1:5432), migrates it, and COPYs in a year (2025, Beijing time) of cases with
@@ -8,7 +8,9 @@ the history a case of that status would have (about 5.5 entries a case; the quer
 the cases table). Then VACUUM ANALYZE, and GET /api/v1/kpi's own function,
 `cases.kpi.report`, grouped by street over the whole year: the best of `--runs` and its
 ratio to the target. The server runs with its stock settings (shared_buffers 128 MB,
-work_mem 4 MB). The database is dropped afterwards unless `--keep`.
+work_mem 4 MB). `--explain` then prints EXPLAIN (ANALYZE, BUFFERS) of each of the report's
+statements, run one at a time: where the time goes. The database is dropped afterwards unless
+`--keep`.
 """
 
 import argparse
@@ -24,6 +26,7 @@ from typing import Any
 
 import asyncpg
 from rich.progress import Progress
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from tests.servers.postgres import admin_url, scratch_urls
 
 from gridwatch.cases import kpi
@@ -180,23 +183,41 @@ async def load(dsn: str, cases: int) -> int:
     return entries
 
 
+QUERY = kpi.KpiQuery(start=YEAR_START, end=YEAR_END, group_by=kpi.GroupBy.STREET)
+
+
 async def measure(url: str, runs: int) -> tuple[list[float], kpi.KpiReport]:
     """Wall times of `runs` reports for the year by street, and the last report."""
     engine = create_engine(url)
     sessions = session_factory(engine)
-    query = kpi.KpiQuery(start=YEAR_START, end=YEAR_END, group_by=kpi.GroupBy.STREET)
     times = []
     try:
         for _ in range(runs):
             started = time.perf_counter()
-            report = await kpi.report(sessions=sessions, query=query)
+            report = await kpi.report(sessions=sessions, query=QUERY)
             times.append(time.perf_counter() - started)
     finally:
         await engine.dispose()
     return times, report
 
 
-async def run(cases: int, runs: int, keep: bool) -> None:
+async def explain(dsn: str) -> str:
+    """EXPLAIN (ANALYZE, BUFFERS) of each of the report's statements, run one at a time."""
+    connection = await asyncpg.connect(dsn)
+    plans = []
+    try:
+        for name, statement in kpi.statements(QUERY, "postgresql").items():
+            sql = statement.compile(
+                dialect=PGDialect_asyncpg(), compile_kwargs={"literal_binds": True}
+            )
+            plan = await connection.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}")
+            plans.append(f"\n{name}:\n" + "\n".join(row[0] for row in plan))
+    finally:
+        await connection.close()
+    return "\n".join(plans)
+
+
+async def run(cases: int, runs: int, keep: bool, with_plans: bool) -> None:
     """Create, fill, measure and drop the database."""
     admin = admin_url()
     database = scratch_urls(admin, f"gw_bench_kpi_{secrets.token_hex(4)}")
@@ -211,11 +232,14 @@ async def run(cases: int, runs: int, keep: bool) -> None:
         print(f"loaded {cases:,} cases, {entries:,} history entries and analysed them")
         print(f"in {time.perf_counter() - started:.0f} s; database {database.name}")
         times, report = await measure(database.url, runs)
+        plans = await explain(database.dsn) if with_plans else ""
     finally:
         if not keep:
             await control.execute(f'DROP DATABASE IF EXISTS "{database.name}" WITH (FORCE)')
         await control.close()
     _print(report, times)
+    if plans:
+        print(plans)
 
 
 def _print(report: kpi.KpiReport, times: list[float]) -> None:
@@ -242,8 +266,9 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="keep the database for EXPLAIN")
+    parser.add_argument("--explain", action="store_true", help="print each statement's plan")
     args = parser.parse_args()
-    asyncio.run(run(args.cases, args.runs, args.keep))
+    asyncio.run(run(args.cases, args.runs, args.keep, args.explain))
 
 
 if __name__ == "__main__":

@@ -1,36 +1,41 @@
 """Evaluation (考核评价): case KPIs over a period, sliced by grid level, unit, category or kind.
 
-SQL counts and sums every group in one pass over the period's cases; the rates and the
-percentile are the pure functions below, so both backends share one formula. PostgreSQL
-computes p90 with `percentile_cont` in the same pass; SQLite (the demo and small
-installations) sorts the durations in Python. Durations are seconds to the millisecond.
+The database counts the period's cases per group and status and, on PostgreSQL, returns each
+group and status's durations in the same statement, as float8[] in binary; a second statement,
+on a second connection at the same time, finds the hotspots. The formulas are the pure
+functions below, shared by both backends: `tally` adds a group's statuses up (the totals add
+every group's up) and `durations` takes the mean and PostgreSQL's `percentile_cont`, the latter
+by selection rather than a sort. SQLite, for the demo and small installations, returns the
+durations as rows. Durations are seconds to the millisecond.
 """
 
 import asyncio
 import math
+import struct
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import (
     ColumnElement,
     Float,
     Integer,
+    LargeBinary,
     Select,
     and_,
-    case,
     cast,
     func,
     literal_column,
     null,
     or_,
     select,
-    tuple_,
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -40,6 +45,9 @@ from gridwatch.domain.calendar import DEFAULT_TIMEZONE
 P90 = 0.9
 _CLOSED = (CaseStatus.CLOSED.value, CaseStatus.EVALUATED.value)
 _ENDED = (*_CLOSED, CaseStatus.CANCELLED.value)
+
+Seconds = npt.NDArray[np.float64]
+_Select = Select[*tuple[Any, ...]]
 
 
 class GroupBy(StrEnum):
@@ -55,6 +63,8 @@ class GroupBy(StrEnum):
 
 
 # Leading digits of a unit-grid code: 6 for the district (GB/T 2260), +3 street, +3 community.
+# Migration 0008 keeps PostgreSQL statistics on each prefix, so it plans for the real number of
+# groups (a few hundred streets, not a tenth of the cases).
 _PREFIX = {GroupBy.DISTRICT: 6, GroupBy.STREET: 9, GroupBy.COMMUNITY: 12}
 
 
@@ -69,9 +79,43 @@ class KpiQuery:
     top: int = 20
 
 
+_NO_SECONDS: Seconds = np.empty(0, dtype=np.float64)
+_NO_SECONDS.flags.writeable = False
+
+
+def _no_seconds() -> Seconds:
+    return _NO_SECONDS
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusCases:
+    """What the database gives for one group's cases in one status: counts and durations."""
+
+    status: str
+    cases: int = 0
+    dispatched: int = 0
+    due_before_end: int = 0
+    never_overdue: int = 0
+    reworked: int = 0
+    dispatch_timed: int = 0
+    dispatched_in_time: int = 0
+    auto_dispatched: int = 0
+    auto_kept: int = 0
+    flagged_overdue: int = 0
+    # Seconds from opened_at to dispatched_at, and to closed_at, of the cases that have one.
+    to_dispatch_s: Seconds = field(default_factory=_no_seconds)
+    to_close_s: Seconds = field(default_factory=_no_seconds)
+
+
+_COUNTED = (
+    "cases", "dispatched", "due_before_end", "never_overdue", "reworked", "dispatch_timed",
+    "dispatched_in_time", "auto_dispatched", "auto_kept", "flagged_overdue",
+)  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Tally:
-    """What SQL counts and sums for one group; every KPI is derived from these."""
+    """The counts the KPIs of one group are derived from."""
 
     reported: int = 0
     dispatched: int = 0
@@ -85,13 +129,6 @@ class Tally:
     auto_dispatched: int = 0
     auto_kept: int = 0
     overdue: int = 0
-    dispatch_s_sum: float = 0.0
-    dispatch_s_count: int = 0
-    close_s_sum: float = 0.0
-    close_s_count: int = 0
-
-
-_TALLY = tuple(f.name for f in fields(Tally))
 
 
 class Durations(BaseModel):
@@ -153,17 +190,92 @@ def ratio(part: int, whole: int) -> float | None:
     return None if whole == 0 else part / whole
 
 
-def percentile_cont(ordered: Sequence[float], fraction: float) -> float | None:
-    """PostgreSQL's `percentile_cont`: linear between the two nearest ranks of sorted values."""
-    if not ordered:
+# Below this many values Python's sort beats numpy's per-call overhead (a report by grid unit
+# has tens of thousands of groups of a few cases).
+_FEW = 64
+
+
+def percentile_cont(values: Sequence[float] | Seconds, fraction: float) -> float | None:
+    """PostgreSQL's `percentile_cont`: linear between the two nearest ranks of the values."""
+    if len(values) == 0:
         return None
-    position = (len(ordered) - 1) * fraction
+    position = (len(values) - 1) * fraction
     low, high = math.floor(position), math.ceil(position)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    if len(values) <= _FEW:
+        ordered = sorted(_floats(values))
+        first, second = ordered[low], ordered[high]
+    else:
+        # Selection puts the two ranks where a sort would, in linear time.
+        ranked = np.partition(np.asarray(values, dtype=np.float64), (low, high))
+        first, second = float(ranked[low]), float(ranked[high])
+    return first + (second - first) * (position - low)
 
 
-def figures(tally: Tally, *, dispatch_p90: float | None, close_p90: float | None) -> KpiFigures:
-    """The KPIs of a tally (the formulas of README "KPIs")."""
+def _floats(values: Sequence[float] | Seconds) -> list[float]:
+    return values.tolist() if isinstance(values, np.ndarray) else list(values)
+
+
+def total(values: Sequence[float] | Seconds) -> float:
+    """The sum of durations: correctly rounded for a few, pairwise for many."""
+    if len(values) <= _FEW:
+        # Correctly rounded: what SQL's running sum gives whenever it loses nothing on the way
+        # (always for two values), not a millisecond off at a half-millisecond mean.
+        return math.fsum(_floats(values))
+    # Pairwise: a few ulps off at worst, far below the millisecond a mean is rounded to.
+    return float(np.sum(np.asarray(values, dtype=np.float64)))
+
+
+def durations(values: Sequence[float] | Seconds) -> Durations:
+    """Mean and p90 of durations in seconds (in any order), to the millisecond."""
+    p90 = percentile_cont(values, P90)
+    if p90 is None:
+        return Durations(mean=None, p90=None)
+    return Durations(mean=_ms(total(values) / len(values)), p90=_ms(p90))
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds, 3)
+
+
+def tally(statuses: Iterable[StatusCases]) -> Tally:
+    """A group's counts from its cases per status (the formulas of README "KPIs")."""
+    reported = dispatched = timed = in_time = auto = kept = 0
+    closed = on_time = reworked = cancelled = due_open = overdue = 0
+    for cases in statuses:
+        reported += cases.cases
+        dispatched += cases.dispatched
+        timed += cases.dispatch_timed
+        in_time += cases.dispatched_in_time
+        auto += cases.auto_dispatched
+        kept += cases.auto_kept
+        if cases.status in _CLOSED:
+            closed += cases.cases
+            # A closed case ran late if supervision ever found it overdue.
+            on_time += cases.never_overdue
+            reworked += cases.reworked
+        elif cases.status == CaseStatus.CANCELLED.value:
+            cancelled += cases.cases
+        else:
+            due_open += cases.due_before_end
+            overdue += cases.flagged_overdue
+    return Tally(
+        reported=reported,
+        dispatched=dispatched,
+        closed=closed,
+        cancelled=cancelled,
+        due_to_close=closed + due_open,
+        closed_on_time=on_time,
+        reworked=reworked,
+        dispatch_timed=timed,
+        dispatched_in_time=in_time,
+        auto_dispatched=auto,
+        auto_kept=kept,
+        overdue=overdue,
+    )
+
+
+def figures(tally: Tally, *, to_dispatch: Durations, to_close: Durations) -> KpiFigures:
+    """The KPIs of a tally and its durations (the formulas of README "KPIs")."""
     return KpiFigures(
         reported=tally.reported,
         dispatched=tally.dispatched,
@@ -175,59 +287,100 @@ def figures(tally: Tally, *, dispatch_p90: float | None, close_p90: float | None
         rework_rate=ratio(tally.reworked, tally.closed),
         timely_dispatch_rate=ratio(tally.dispatched_in_time, tally.dispatch_timed),
         auto_dispatch_accuracy=ratio(tally.auto_kept, tally.auto_dispatched),
-        time_to_dispatch_s=_durations(tally.dispatch_s_sum, tally.dispatch_s_count, dispatch_p90),
-        time_to_close_s=_durations(tally.close_s_sum, tally.close_s_count, close_p90),
+        time_to_dispatch_s=to_dispatch,
+        time_to_close_s=to_close,
         overdue=tally.overdue,
     )
 
 
-def _durations(total: float, count: int, p90: float | None) -> Durations:
-    mean = None if count == 0 else _ms(total / count)
-    return Durations(mean=mean, p90=None if p90 is None else _ms(p90))
+def kpis(statuses: Sequence[StatusCases]) -> KpiFigures:
+    """The KPIs of a group of cases from its cases per status (README "KPIs")."""
+    # closed_at is also set by a cancellation, which is not a closure.
+    closed = [status for status in statuses if status.status in _CLOSED]
+    return figures(
+        tally(statuses),
+        to_dispatch=durations(_joined([status.to_dispatch_s for status in statuses])),
+        to_close=durations(_joined([status.to_close_s for status in closed])),
+    )
 
 
-def _ms(seconds: float) -> float:
-    return round(seconds, 3)
+def _joined(arrays: Sequence[Seconds]) -> Seconds:
+    if len(arrays) <= 1:
+        return arrays[0] if arrays else _NO_SECONDS
+    return np.concatenate(arrays)
+
+
+# PostgreSQL's binary array (array_send): dimensions, a has-NULLs flag, the element type's OID,
+# each dimension's length and lower bound, then each element's byte count and bytes; big-endian.
+_FLOAT8_OID = 701
+_ARRAY_HEAD = struct.Struct(">iii")
+_DIMENSION = struct.Struct(">ii")
+_FLOAT8_ELEMENT = np.dtype([("size", ">i4"), ("value", ">f8")])
+
+
+def float8_array(data: bytes | None) -> Seconds:
+    """The values of a one-dimensional float8[] without NULLs, as array_send gives it."""
+    if data is None:
+        return _NO_SECONDS
+    dimensions, has_nulls, element_type = _ARRAY_HEAD.unpack_from(data)
+    if dimensions == 0:
+        return _NO_SECONDS
+    length, _ = _DIMENSION.unpack_from(data, _ARRAY_HEAD.size)
+    start = _ARRAY_HEAD.size + _DIMENSION.size
+    expected = start + length * _FLOAT8_ELEMENT.itemsize
+    if (dimensions, has_nulls, element_type, len(data)) != (1, 0, _FLOAT8_OID, expected):
+        raise ValueError(
+            f"not a float8[] of one dimension without NULLs: {dimensions} dimension(s), "
+            f"NULLs {bool(has_nulls)}, element type {element_type}, {len(data)} bytes"
+        )
+    return np.frombuffer(data, dtype=_FLOAT8_ELEMENT, offset=start)["value"].astype(np.float64)
 
 
 async def report(*, sessions: async_sessionmaker[AsyncSession], query: KpiQuery) -> KpiReport:
     """The KPIs of the period's city, maintenance or all cases; drills and tests never count."""
-    key = _key(query.group_by)
-    # The tallies and the hotspots are two scans of the same cases: on two connections the
-    # database runs them at once (a year of 1M cases on PostgreSQL, 2 cores: 2.6 s -> 2.1 s).
-    async with sessions() as tally_session, sessions() as hotspot_session:
-        dialect = tally_session.get_bind().dialect.name
-        tallying = (
-            _postgresql_tallies(tally_session, query, key)
-            if dialect == "postgresql"
-            else _portable_tallies(tally_session, query, key)
+    # The cases and the hotspots are two scans of the same rows: on two connections the
+    # database runs them at once.
+    async with sessions() as counting, sessions() as spotting:
+        dialect = counting.get_bind().dialect.name
+        statement = statements(query, dialect)
+        # Both finish before either session closes: closing one while the other query is
+        # still running (its peer failed first) is an error of its own, and hides the cause.
+        counted, spotted = await asyncio.gather(
+            _statuses(counting, statement),
+            _hotspots(spotting, statement["hotspots"], query.top),
+            return_exceptions=True,
         )
-        (tallies, p90s), hotspots = await asyncio.gather(
-            tallying, _hotspots(hotspot_session, query, dialect)
-        )
-    total_tally = tallies.pop(_TOTAL, Tally())
+    if isinstance(counted, BaseException):
+        raise counted
+    if isinstance(spotted, BaseException):
+        raise spotted
+    by_key, hotspots = counted, spotted
     groups = [
-        KpiGroup(key=group, **_figures(tallies[group], p90s.get(group)).model_dump())
-        for group in sorted(tallies, key=lambda k: (k is None, k or ""))
+        # dict(), not model_dump(): the durations stay models, validated once.
+        KpiGroup(key=key, **dict(kpis(by_key[key])))
+        for key in (() if query.group_by is None else sorted(by_key, key=_null_last))
     ]
     return KpiReport(
         start=query.start,
         end=query.end,
         group_by=query.group_by,
         groups=groups,
-        totals=_figures(total_tally, p90s.get(_TOTAL)),
+        totals=kpis([status for statuses in by_key.values() for status in statuses]),
         hotspots=hotspots,
     )
 
 
-# The key of the totals among the groups; no group key is an object.
-_TOTAL: Any = object()
-_P90s = Mapping[Any, tuple[float | None, float | None]]
+def statements(query: KpiQuery, dialect: str) -> dict[str, _Select]:
+    """The statements of a report by name (the benchmark EXPLAINs them)."""
+    key = _key(query.group_by)
+    named = {"cases": _cases_statement(query, key, dialect)}
+    if dialect != "postgresql":
+        named["durations"] = _durations_statement(query, key, dialect)
+    return named | {"hotspots": _hotspots_statement(query, dialect)}
 
 
-def _figures(tally: Tally, p90: tuple[float | None, float | None] | None) -> KpiFigures:
-    dispatch_p90, close_p90 = p90 or (None, None)
-    return figures(tally, dispatch_p90=dispatch_p90, close_p90=close_p90)
+def _null_last(key: str | None) -> tuple[bool, str]:
+    return key is None, key or ""
 
 
 def _key(group_by: GroupBy | None) -> ColumnElement[Any] | None:
@@ -235,7 +388,7 @@ def _key(group_by: GroupBy | None) -> ColumnElement[Any] | None:
         return None
     if group_by in _PREFIX:
         # Literal positions, not bind parameters: PostgreSQL matches GROUP BY expressions to
-        # the select list textually, and two parameters never compare equal.
+        # the select list (and to statistics) textually; two parameters never compare equal.
         digits: ColumnElement[int] = literal_column(str(_PREFIX[group_by]))
         return func.substr(Case.grid, literal_column("1"), digits)
     column: ColumnElement[Any] = getattr(Case, group_by.value)
@@ -254,6 +407,13 @@ def _population(query: KpiQuery) -> list[ColumnElement[bool]]:
     return conditions
 
 
+def _by_status(statement: _Select, query: KpiQuery, key: ColumnElement[Any] | None) -> _Select:
+    # Without a key every row is in the one group None, which is then the totals.
+    keyed = statement.add_columns((null() if key is None else key).label("key"), Case.status)
+    grouping = [Case.status] if key is None else [key, Case.status]
+    return keyed.where(*_population(query)).group_by(*grouping)
+
+
 def _seconds(dialect: str, later: Any, earlier: Any) -> ColumnElement[float]:
     if dialect == "postgresql":
         # date_part is a double; EXTRACT is numeric since PostgreSQL 14, several times slower.
@@ -262,127 +422,110 @@ def _seconds(dialect: str, later: Any, earlier: Any) -> ColumnElement[float]:
     return func.round((func.julianday(later) - func.julianday(earlier)) * 86400.0, 3)
 
 
-def _durations_of(dialect: str) -> tuple[ColumnElement[float], ColumnElement[float]]:
-    closed = Case.status.in_(_CLOSED)
-    to_dispatch = _seconds(dialect, Case.dispatched_at, Case.opened_at)
-    # closed_at is also set by a cancellation, which is not a closure.
-    to_close = case((closed, _seconds(dialect, Case.closed_at, Case.opened_at)), else_=null())
-    return to_dispatch, to_close
-
-
-def _tally_columns(query: KpiQuery, dialect: str) -> list[ColumnElement[Any]]:
-    closed = Case.status.in_(_CLOSED)
-    still_open = Case.status.not_in(_ENDED)
+def _cases_statement(query: KpiQuery, key: ColumnElement[Any] | None, dialect: str) -> _Select:
+    # Counted per status, `tally` tells closed from open: no status test per case, and SQL
+    # without one is cheaper (a million cases in a year).
     dispatched = Case.dispatched_at.is_not(None)
-    to_dispatch, to_close = _durations_of(dialect)
+    auto = Case.auto_dispatched.is_(True)
     columns: dict[str, ColumnElement[Any]] = {
-        "reported": func.count(),
-        "dispatched": _count(dispatched),
-        "closed": _count(closed),
-        "cancelled": _count(Case.status == CaseStatus.CANCELLED.value),
-        "due_to_close": _count(or_(closed, and_(still_open, Case.due_at < query.end))),
-        # A closed case ran late if supervision ever found it overdue.
-        "closed_on_time": _count(and_(closed, Case.overdue_count == 0)),
-        "reworked": _count(and_(closed, Case.rework_count > 0)),
+        "cases": func.count(),
+        "dispatched": func.count(Case.dispatched_at),
+        "due_before_end": _count(Case.due_at < query.end),
+        "never_overdue": _count(Case.overdue_count == 0),
+        "reworked": _count(Case.rework_count > 0),
         "dispatch_timed": _count(and_(dispatched, Case.dispatch_due_at.is_not(None))),
         "dispatched_in_time": _count(Case.dispatched_at <= Case.dispatch_due_at),
-        "auto_dispatched": _count(Case.auto_dispatched.is_(True)),
-        "auto_kept": _count(and_(Case.auto_dispatched.is_(True), Case.reassignments == 0)),
-        "overdue": _count(and_(still_open, Case.overdue.is_(True))),
-        "dispatch_s_sum": func.coalesce(func.sum(to_dispatch), 0.0),
-        "dispatch_s_count": func.count(to_dispatch),
-        "close_s_sum": func.coalesce(func.sum(to_close), 0.0),
-        "close_s_count": func.count(to_close),
+        "auto_dispatched": _count(auto),
+        "auto_kept": _count(and_(auto, Case.reassignments == 0)),
+        "flagged_overdue": _count(Case.overdue.is_(True)),
     }
-    return [column.label(name) for name, column in columns.items()]
+    if dialect == "postgresql":
+        # Each group's durations as one float8[] in binary, unsorted: a million come as a few
+        # bytes objects, not a million rows or Python floats, and PostgreSQL sorts none.
+        to_dispatch = _seconds(dialect, Case.dispatched_at, Case.opened_at)
+        to_close = _seconds(dialect, Case.closed_at, Case.opened_at)
+        columns["to_dispatch_s"] = _binary(func.array_agg(to_dispatch).filter(dispatched))
+        columns["to_close_s"] = _binary(
+            func.array_agg(to_close).filter(Case.closed_at.is_not(None))
+        )
+    labelled = [column.label(name) for name, column in columns.items()]
+    return _by_status(select(*labelled), query, key)
 
 
 def _count(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return func.count().filter(condition)
 
 
-def _from_cases(statement: Select[Any], query: KpiQuery) -> Select[Any]:
-    return statement.select_from(Case).where(*_population(query))
+def _binary(array: ColumnElement[Any]) -> ColumnElement[bytes]:
+    return func.array_send(array, type_=LargeBinary)
 
 
-async def _postgresql_tallies(
-    session: AsyncSession, query: KpiQuery, key: ColumnElement[Any] | None
-) -> tuple[dict[Any, Tally], _P90s]:
-    to_dispatch, to_close = _durations_of("postgresql")
-    statement = select(
-        *_tally_columns(query, "postgresql"),
-        func.percentile_cont(P90).within_group(to_dispatch).label("dispatch_p90"),
-        func.percentile_cont(P90).within_group(to_close).label("close_p90"),
-    )
-    if key is not None:
-        # One scan for the groups and the totals: the () grouping set is the totals row.
-        statement = statement.add_columns(
-            key.label("key"), func.grouping(key).label("is_total")
-        ).group_by(func.grouping_sets(tuple_(key), tuple_()))
-    tallies: dict[Any, Tally] = {}
-    p90s: dict[Any, tuple[float | None, float | None]] = {}
-    for row in (await session.execute(_from_cases(statement, query))).mappings():
-        group = _TOTAL if key is None or row["is_total"] else row["key"]
-        tallies[group] = _tally(row)
-        p90s[group] = (row["dispatch_p90"], row["close_p90"])
-    return tallies, p90s
-
-
-async def _portable_tallies(
-    session: AsyncSession, query: KpiQuery, key: ColumnElement[Any] | None
-) -> tuple[dict[Any, Tally], _P90s]:
-    columns = _tally_columns(query, "sqlite")
-    tallies: dict[Any, Tally] = {}
-    total = (await session.execute(_from_cases(select(*columns), query))).mappings().one()
-    tallies[_TOTAL] = _tally(total)
-    if key is not None:
-        grouped = _from_cases(select(key.label("key"), *columns), query).group_by(key)
-        for row in (await session.execute(grouped)).mappings():
-            tallies[row["key"]] = _tally(row)
-    to_dispatch, to_close = _durations_of("sqlite")
-    values = _from_cases(
-        select(key if key is not None else null(), to_dispatch, to_close), query
-    ).where(or_(to_dispatch.is_not(None), to_close.is_not(None)))
-    return tallies, _sorted_p90s(await session.execute(values), grouped=key is not None)
-
-
-def _sorted_p90s(rows: Iterable[tuple[Any, float | None, float | None]], *, grouped: bool) -> _P90s:
-    dispatch: defaultdict[Any, list[float]] = defaultdict(list)
-    close: defaultdict[Any, list[float]] = defaultdict(list)
-    for group, to_dispatch, to_close in rows:
-        for bucket in (_TOTAL, group) if grouped else (_TOTAL,):
-            if to_dispatch is not None:
-                dispatch[bucket].append(to_dispatch)
-            if to_close is not None:
-                close[bucket].append(to_close)
-    return {
-        group: (
-            percentile_cont(sorted(dispatch[group]), P90),
-            percentile_cont(sorted(close[group]), P90),
+def _durations_statement(query: KpiQuery, key: ColumnElement[Any] | None, dialect: str) -> _Select:
+    # SQLite's durations, a row a case (the demo and small installations: a few thousand).
+    return (
+        select(
+            (null() if key is None else key).label("key"),
+            Case.status,
+            _seconds(dialect, Case.dispatched_at, Case.opened_at),
+            _seconds(dialect, Case.closed_at, Case.opened_at),
         )
-        for group in dispatch.keys() | close.keys()
-    }
+        .where(*_population(query))
+        .where(or_(Case.dispatched_at.is_not(None), Case.closed_at.is_not(None)))
+    )
 
 
-def _tally(row: Mapping[str, Any]) -> Tally:
-    values = {name: row[name] for name in _TALLY}
-    for name in ("dispatch_s_sum", "close_s_sum"):
-        values[name] = float(values[name])
-    return Tally(**values)
+async def _statuses(
+    session: AsyncSession, statement: dict[str, _Select]
+) -> dict[Any, list[StatusCases]]:
+    """Each group's cases per status, with their durations."""
+    rows = (await session.execute(statement["cases"])).mappings()
+    by_key: defaultdict[Any, list[StatusCases]] = defaultdict(list)
+    if "durations" not in statement:  # PostgreSQL: the durations came as arrays
+        for row in rows:
+            by_key[row["key"]].append(
+                StatusCases(
+                    status=row["status"],
+                    **{name: row[name] for name in _COUNTED},
+                    to_dispatch_s=float8_array(row["to_dispatch_s"]),
+                    to_close_s=float8_array(row["to_close_s"]),
+                )
+            )
+        return by_key
+    counted = {(row["key"], row["status"]): {name: row[name] for name in _COUNTED} for row in rows}
+    dispatch: defaultdict[tuple[Any, str], list[float]] = defaultdict(list)
+    close: defaultdict[tuple[Any, str], list[float]] = defaultdict(list)
+    for key, status, to_dispatch, to_close in await session.execute(statement["durations"]):
+        if to_dispatch is not None:
+            dispatch[key, status].append(to_dispatch)
+        if to_close is not None:
+            close[key, status].append(to_close)
+    for (key, status), counts in counted.items():
+        by_key[key].append(
+            StatusCases(
+                status=status,
+                **counts,
+                to_dispatch_s=np.array(dispatch[key, status], dtype=np.float64),
+                to_close_s=np.array(close[key, status], dtype=np.float64),
+            )
+        )
+    return by_key
 
 
-async def _hotspots(session: AsyncSession, query: KpiQuery, dialect: str) -> list[Hotspot]:
-    if query.top == 0:
-        return []
+def _hotspots_statement(query: KpiQuery, dialect: str) -> _Select:
     hour = _local_hour(dialect, query.start)
     count = func.count()
-    statement = (
+    return (
         select(Case.grid, hour, count)
         .where(*_population(query), Case.grid.is_not(None))
         .group_by(Case.grid, hour)
         .order_by(count.desc(), Case.grid, hour)
         .limit(query.top)
     )
+
+
+async def _hotspots(session: AsyncSession, statement: _Select, top: int) -> list[Hotspot]:
+    if top == 0:
+        return []
     rows = await session.execute(statement)
     return [Hotspot(grid=grid, hour=int(at), count=n) for grid, at, n in rows]
 
