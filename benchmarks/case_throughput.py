@@ -27,7 +27,7 @@ apply latency p50/p99 (one batch, retries included), transient retries, statemen
 transaction, alarms lost to errors the service does not retry. Then the checks in SQL against a
 model of the stream actually applied: no two open cases share an open_fingerprint; exactly
 one case per (sensor, case_key) raised; occurrences as applied; the outbox has one `opened`,
-one `updated` per clear, (without --overlap) exactly the escalations the model expects, and
+one `alarm_cleared` per clear, (without --overlap) exactly the escalations the model expects, and
 consecutive sequences 1..last_sequence. Exit status 1 when a check failed. The database is
 dropped afterwards unless --keep.
 """
@@ -244,7 +244,7 @@ class Expected:
     opened: int = 0
     occurrences: int = 0
     escalated: int = 0
-    updated: int = 0
+    cleared: int = 0
     severity: Severity = Severity.BLUE
     sensor_id: str = ""
 
@@ -260,7 +260,7 @@ def model(applied: list[Step]) -> dict[str, Expected]:
                 if alarm.transition is not AlarmTransition.CLEARED:
                     keys[key] = Expected(1, 1, 0, 0, alarm.severity, alarm.sensor_id)
             elif alarm.transition is AlarmTransition.CLEARED:
-                found.updated += 1
+                found.cleared += 1
             else:
                 found.occurrences += 1
                 if alarm.severity > found.severity:
@@ -285,9 +285,9 @@ async def verify(dsn: str, expected: dict[str, Expected], overlap: bool) -> list
             "min(sequence) AS first, max(sequence) AS last, "
             "count(*) FILTER (WHERE type = 'gridwatch.case.opened') AS opened, "
             "count(*) FILTER (WHERE type = 'gridwatch.case.escalated') AS escalated, "
-            "count(*) FILTER (WHERE type = 'gridwatch.case.updated') AS updated, "
+            "count(*) FILTER (WHERE type = 'gridwatch.case.alarm_cleared') AS cleared, "
             "count(*) FILTER (WHERE type NOT IN ('gridwatch.case.opened', "
-            "'gridwatch.case.escalated', 'gridwatch.case.updated')) AS other "
+            "'gridwatch.case.escalated', 'gridwatch.case.alarm_cleared')) AS other "
             "FROM outbox_events GROUP BY case_id"
         )
     finally:
@@ -329,8 +329,8 @@ async def verify(dsn: str, expected: dict[str, Expected], overlap: bool) -> list
                 f"{key}: {got['n']} events, sequences {got['first']}..{got['last']} "
                 f"({got['distinct_n']} distinct), last_sequence {case['last_sequence']}"
             )
-        have = (got["opened"], got["updated"], got["other"], case["occurrences"], case["severity"])
-        need = (1, want.updated, 0, want.occurrences, want.severity.value)
+        have = (got["opened"], got["cleared"], got["other"], case["occurrences"], case["severity"])
+        need = (1, want.cleared, 0, want.occurrences, want.severity.value)
         # Two writers on one key interleave their severities: only a bound is certain.
         escalations_ok = (
             got["escalated"] <= want.severity.rank
@@ -339,7 +339,7 @@ async def verify(dsn: str, expected: dict[str, Expected], overlap: bool) -> list
         )
         if have != need or not escalations_ok:
             mismatched.append(
-                f"{key}: (opened, updated, other, occurrences, severity) {have} expected {need}; "
+                f"{key}: (opened, cleared, other, occurrences, severity) {have} expected {need}; "
                 f"escalated {got['escalated']} expected "
                 f"{'<= ' + str(want.severity.rank) if overlap else want.escalated}"
             )

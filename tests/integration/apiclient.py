@@ -12,6 +12,7 @@ from gridwatch.api.context import DeviceProfileView
 from gridwatch.api.keys import create_key
 from gridwatch.api.roles import Role
 from gridwatch.cases.policy import CasePolicy, shipped_policy
+from gridwatch.dispatch.feed import DispatchFeed
 from gridwatch.gateway.metrics import Metrics
 from gridwatch.gateway.registry import SensorRegistry
 from gridwatch.gateway.rejects import RejectLog
@@ -43,6 +44,7 @@ async def running_api(
     strict_location: bool = False,
     telemetry: TelemetryReader = NO_TELEMETRY,
     case_policy: CasePolicy | None = None,
+    dispatch_feed: DispatchFeed | None = None,
 ) -> AsyncIterator[Api]:
     """An app on `sessions` whose registry index follows every committed change."""
     registry = SensorRegistry()
@@ -65,6 +67,7 @@ async def running_api(
         case_policy=case_policy or shipped_policy(),
         sensors_changed=sync.reload,
         strict_location=strict_location,
+        dispatch_feed=dispatch_feed,
     )
     headers = {}
     async with sessions() as session, session.begin():

@@ -46,7 +46,7 @@ async def test_alarm_lifecycle_updates_one_case(sessions):
         "gridwatch.case.opened",
         None,
         "gridwatch.case.escalated",
-        "gridwatch.case.updated",
+        "gridwatch.case.alarm_cleared",
     ]
     async with sessions() as session:
         case = await get_case(session=session, case_id=case_id)
@@ -59,7 +59,7 @@ async def test_alarm_lifecycle_updates_one_case(sessions):
     assert await _outbox(sessions) == [
         (case_id, 1, "gridwatch.case.opened"),
         (case_id, 2, "gridwatch.case.escalated"),
-        (case_id, 3, "gridwatch.case.updated"),
+        (case_id, 3, "gridwatch.case.alarm_cleared"),
     ]
 
 

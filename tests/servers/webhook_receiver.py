@@ -51,6 +51,7 @@ class _Reply:
     status: int
     retry_after: str | None = None
     delay: float = 0.0
+    body: bytes = b""
 
 
 class _Server(ThreadingHTTPServer):
@@ -114,8 +115,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(reply.status)
         if reply.retry_after is not None:
             self.send_header("Retry-After", reply.retry_after)
-        self.send_header("Content-Length", "0")
+        self.send_header("Content-Length", str(len(reply.body)))
         self.end_headers()
+        self.wfile.write(reply.body)
 
     def _read_body(self) -> bytes | None:
         """Read a Content-Length or chunked body; None when it exceeds MAX_BODY_BYTES."""
@@ -189,13 +191,18 @@ class WebhookReceiver:
             return [d for d in self._attempts if not d.verified]
 
     def respond_with(
-        self, *statuses: int, retry_after: int | str | None = None, delay: float = 0.0
+        self,
+        *statuses: int,
+        retry_after: int | str | None = None,
+        delay: float = 0.0,
+        body: str = "",
     ) -> None:
-        """Answer the next verified deliveries with `statuses` in order, then the default."""
+        """Answer the next verified deliveries with `statuses` in order (each with `body`),
+        then the default."""
         if delay < 0:
             raise ValueError(f"delay must not be negative, got {delay}")
         header = None if retry_after is None else str(retry_after)
-        replies = [_Reply(_checked_status(s), header, delay) for s in statuses]
+        replies = [_Reply(_checked_status(s), header, delay, body.encode()) for s in statuses]
         with self._changed:
             self._replies.extend(replies)
 

@@ -4,7 +4,21 @@ from fastapi import FastAPI
 
 from gridwatch.api.context import ApiContext
 from gridwatch.api.problems import install_problem_handlers
-from gridwatch.api.routes import cases, grid, health, kpi, profiles, routing, rules, sensors
+from gridwatch.api.routes import (
+    cases,
+    deliveries,
+    dispatch,
+    grid,
+    health,
+    kpi,
+    profiles,
+    receipts,
+    routing,
+    rules,
+    sensors,
+    webhooks,
+)
+from gridwatch.dispatch.feed import DispatchFeed
 
 
 def create_app(context: ApiContext) -> FastAPI:
@@ -16,13 +30,18 @@ def create_app(context: ApiContext) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.context = context
+    app.state.dispatch_feed = context.dispatch_feed or DispatchFeed(sessions=context.sessions)
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(cases.router)
+    app.include_router(receipts.router)
+    app.include_router(dispatch.router)
     app.include_router(kpi.router)
     app.include_router(routing.router)
     app.include_router(sensors.router)
     app.include_router(profiles.router)
     app.include_router(grid.router)
     app.include_router(rules.router)
+    app.include_router(webhooks.router)
+    app.include_router(deliveries.router)
     return app

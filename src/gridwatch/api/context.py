@@ -7,6 +7,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gridwatch.cases.policy import CasePolicy, shipped_policy
+from gridwatch.dispatch.feed import DispatchFeed
 from gridwatch.domain import Sensor
 from gridwatch.gateway.alarms import AlarmService
 from gridwatch.gateway.metrics import Metrics
@@ -27,6 +28,10 @@ class DeviceProfileView(Protocol):
 
 
 async def _nothing_changed() -> None:
+    return None
+
+
+def _no_wake() -> None:
     return None
 
 
@@ -77,3 +82,7 @@ class ApiContext:
     probe_device: Callable[[Sensor], Awaitable[DeviceProbe | None]] | None = None
     # Deadlines and routing for the cases people report and move; the service's own.
     case_policy: CasePolicy = field(default_factory=shipped_policy)
+    # The dispatch queue's long-poll wake-ups; None: the app makes its own.
+    dispatch_feed: DispatchFeed | None = None
+    # Called after a route commits case events, so the relay and the queue look at once.
+    events_committed: Callable[[], None] = _no_wake

@@ -38,11 +38,17 @@ class Permission(StrEnum):
     CASES_APPROVE_POSTPONE = "cases:approve_postpone"
     CASES_EVALUATE = "cases:evaluate"
     CASES_REOPEN = "cases:reopen"
+    # The dispatch system's receipts (accepted, arrived, handled) on a case.
+    CASES_RECEIPT = "cases:receipt"
+    # Pulling case events from the dispatch queue.
+    DISPATCH_READ = "dispatch:read"
     KPI_READ = "kpi:read"
     METRICS_READ = "metrics:read"
     RULES_READ = "rules:read"
     RULES_WRITE = "rules:write"
     ROUTING_WRITE = "routing:write"
+    WEBHOOKS_READ = "webhooks:read"
+    WEBHOOKS_WRITE = "webhooks:write"
 
 
 _EVERYONE = frozenset(Role)
@@ -71,6 +77,9 @@ ROLE_MATRIX: dict[Permission, frozenset[Role]] = {
     Permission.CASES_APPROVE_POSTPONE: _OFFICERS,
     Permission.CASES_EVALUATE: _OFFICERS,
     Permission.CASES_REOPEN: _OFFICERS,
+    Permission.CASES_RECEIPT: _DISPATCHERS,
+    # The queue carries every case, test cases included: the dispatch system's feed.
+    Permission.DISPATCH_READ: _DISPATCHERS,
     # Evaluation is about the loop's work, which installers take no part in.
     Permission.KPI_READ: _EVERYONE - {Role.INSTALLER},
     Permission.METRICS_READ: _EVERYONE,
@@ -78,6 +87,10 @@ ROLE_MATRIX: dict[Permission, frozenset[Role]] = {
     Permission.RULES_WRITE: frozenset({Role.ADMIN}),
     # The routing table decides which unit every case goes to: configuration, not casework.
     Permission.ROUTING_WRITE: frozenset({Role.ADMIN}),
+    # The dispatch system may see what it is sent; subscribing makes gridwatch POST to any URL
+    # it is given, so only admins do that.
+    Permission.WEBHOOKS_READ: _DISPATCHERS,
+    Permission.WEBHOOKS_WRITE: frozenset({Role.ADMIN}),
 }
 
 

@@ -15,6 +15,8 @@ class CaseEventType(StrEnum):
 
     OPENED = "gridwatch.case.opened"
     UPDATED = "gridwatch.case.updated"
+    # The alarm behind a sensor-raised case is no longer active (the case stays open).
+    ALARM_CLEARED = "gridwatch.case.alarm_cleared"
     ESCALATED = "gridwatch.case.escalated"
     OVERDUE = "gridwatch.case.overdue"
     DISPATCHED = "gridwatch.case.dispatched"

@@ -48,7 +48,11 @@ ALARM_CLEARED = "alarm_cleared"
 DUE_SOON = "due_soon"
 OVERDUE = "overdue"
 SUPERVISION_ESCALATED = "supervision_escalated"
-ANNOTATIONS = frozenset({ESCALATE, ALARM_CLEARED, DUE_SOON, OVERDUE, SUPERVISION_ESCALATED})
+# The dispatch system's receipt that the unit is on site (cases.receipts): no state of its own.
+ARRIVED = "arrived"
+ANNOTATIONS = frozenset(
+    {ESCALATE, ALARM_CLEARED, DUE_SOON, OVERDUE, SUPERVISION_ESCALATED, ARRIVED}
+)
 
 _S = CaseStatus
 _A = Action

@@ -59,6 +59,23 @@ def _owner_key(name: str) -> str:
     return " ".join(name.split()).casefold()
 
 
+def check_category_pattern(pattern: str) -> str:
+    """The pattern unchanged, or ValueError saying what a category pattern looks like."""
+    if not _CATEGORY_RE.match(pattern):
+        raise ValueError(
+            f"{pattern!r} must be a category such as 'event:0401', a prefix ending in '*' "
+            "such as 'event:04*', or '*'"
+        )
+    return pattern
+
+
+def category_matches(pattern: str, category: str) -> bool:
+    """Tell whether a case category fits a pattern: exact, a prefix ending in '*', or '*'."""
+    if pattern.endswith("*"):
+        return category.startswith(pattern[:-1])
+    return category == pattern
+
+
 class RouteEntry(BaseModel):
     """One row: cases of `category` in `grid` (absent: anywhere) go to `unit` or to the owner."""
 
@@ -72,12 +89,7 @@ class RouteEntry(BaseModel):
     @field_validator("category")
     @classmethod
     def _check_category(cls, value: str) -> str:
-        if not _CATEGORY_RE.match(value):
-            raise ValueError(
-                f"{value!r} must be a category such as 'event:0401', a prefix ending in '*' "
-                "such as 'event:04*', or '*'"
-            )
-        return value
+        return check_category_pattern(value)
 
     @field_validator("grid", mode="before")
     @classmethod
@@ -113,9 +125,7 @@ class RouteEntry(BaseModel):
 
     def matches_category(self, category: str) -> bool:
         """Tell whether the case category fits this entry's pattern."""
-        if self.category.endswith("*"):
-            return category.startswith(self.category[:-1])
-        return category == self.category
+        return category_matches(self.category, category)
 
     def describe(self) -> str:
         """The entry as a person would name it: its category and where it applies."""

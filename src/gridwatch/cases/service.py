@@ -275,7 +275,7 @@ def _update_case(
     if alarm.transition is AlarmTransition.CLEARED:
         case.alarm_active = False
         _record(case, alarm, action=lifecycle.ALARM_CLEARED, note="the alarm condition cleared")
-        return emit_event(session, case, CaseEventType.UPDATED, alarm.at)
+        return emit_event(session, case, CaseEventType.ALARM_CLEARED, alarm.at)
     case.occurrences += 1
     case.last_seen_at = max(case.last_seen_at, alarm.at)
     case.alarm_active = True

@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gridwatch.gateway.db import Base, UTCDateTime
@@ -19,19 +19,34 @@ class DeliveryStatus(StrEnum):
 
 
 class WebhookSubscription(Base):
-    """A receiver of case events; `types` empty means every type."""
+    """A receiver of case events: `types` empty means every type, `filter` empty every case."""
 
     __tablename__ = "webhook_subscriptions"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    # Unique. A deleted subscription keeps its row (its deliveries and attempts refer to it)
+    # under a tombstone URL, `<url>#deleted:<id>`, so its URL can be subscribed again.
     url: Mapped[str] = mapped_column(String(2000), unique=True)
     # Kept retrievable: HMAC signing needs the secret itself, not a hash of it.
     secret: Mapped[str] = mapped_column(String(200))
+    # The secret in force before the last rotation; deliveries carry its signature too until
+    # it expires, so a receiver can switch secrets at its own pace.
+    previous_secret: Mapped[str | None] = mapped_column(String(200))
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     types: Mapped[list[str]] = mapped_column(JSON, default=list)
     filter: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     enabled: Mapped[bool] = mapped_column(default=True)
     disabled_reason: Mapped[str | None] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # "settings" for GRIDWATCH_WEBHOOK_URL's subscription: its URL and secret come from there.
+    managed_by: Mapped[str | None] = mapped_column(String(32))
+    # Bumped by every change made through the API; the ETag a write's If-Match must name.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Always set; nullable only because SQLite cannot add a NOT NULL column without a constant
+    # default, nor rebuild this table while deliveries refer to it (migration 0010).
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class WebhookDelivery(Base):

@@ -3,7 +3,8 @@
 Several relays (one per gridwatch process) may share one database. Each pass:
 
 1. fan out: new outbox events become one delivery per matching subscription (the events are
-   locked `SKIP LOCKED`, so two relays never fan out one event twice);
+   locked in order, so two relays never fan out one event twice, nor a case's events out of
+   order);
 2. claim: the head delivery of each (subscription, case) that is due gets this relay's lease,
    in one statement that only takes deliveries no live lease holds. Only a case's lowest
    pending sequence is a head, so events of a case go out in order whichever relay sends them;
@@ -195,12 +196,21 @@ class WebhookRelay:
                     .where(OutboxEvent.fanned_out_at.is_(None))
                     .order_by(OutboxEvent.created_at, OutboxEvent.sequence)
                     .limit(FAN_OUT_BATCH)
-                    .with_for_update(skip_locked=True)
+                    # Not SKIP LOCKED: a relay that skipped a case's event another relay holds
+                    # could fan out the case's next one first, and that would go out first.
+                    # Waiting serializes fan-out, which is cheap; the rows come back in order.
+                    .with_for_update()
                 )
             ).all()
             if not events:
                 return
-            subscriptions = (await session.scalars(select(WebhookSubscription))).all()
+            # Disabled subscriptions keep receiving deliveries (held until re-enabled);
+            # deleted ones do not.
+            subscriptions = (
+                await session.scalars(
+                    select(WebhookSubscription).where(WebhookSubscription.deleted_at.is_(None))
+                )
+            ).all()
             rows = [
                 {
                     "event_id": event.id,

@@ -23,6 +23,7 @@ from gridwatch.api.context import DeviceProbe
 from gridwatch.api.keys import digest
 from gridwatch.cases.policy import CasePolicy, load_case_policy
 from gridwatch.cases.routing import RoutingError
+from gridwatch.dispatch.feed import DispatchFeed
 from gridwatch.dispatch.relay import WebhookRelay
 from gridwatch.dispatch.subscriptions import ensure_subscription
 from gridwatch.domain import Sensor
@@ -89,6 +90,7 @@ class _Parts:
     telemetry: Telemetry
     poller: ModbusPoller
     supervisor: Supervisor
+    feed: DispatchFeed
 
 
 class Service:
@@ -160,13 +162,20 @@ class Service:
             metrics=self.metrics,
             max_attempts=settings.webhook_max_attempts,
         )
+        feed = DispatchFeed(sessions=sessions)
+
+        def committed() -> None:
+            # Case events are committed: the relay delivers them, the queue numbers them.
+            relay.notify()
+            feed.notify()
+
         self.alarms = AlarmService(
             rules=pack,
             registry=self.registry,
             cases=DatabaseCaseSink(
                 sessions=sessions,
                 metrics=self.metrics,
-                on_committed=relay.notify,
+                on_committed=committed,
                 policy=self.case_policy,
             ),
             metrics=self.metrics,
@@ -215,6 +224,8 @@ class Service:
             readiness=lambda: self._readiness(engine, telemetry),
             probe_device=self._probe_device,
             case_policy=self.case_policy,
+            dispatch_feed=feed,
+            events_committed=committed,
         )
         config = uvicorn.Config(
             create_app(context),
@@ -238,7 +249,7 @@ class Service:
             sessions=sessions,
             policy=self.case_policy,
             interval_s=settings.supervision_interval_s,
-            on_committed=relay.notify,
+            on_committed=committed,
             metrics=self.metrics,
         )
         return _Parts(
@@ -252,6 +263,7 @@ class Service:
             telemetry,
             poller,
             supervisor,
+            feed,
         )
 
     async def _probe_device(self, sensor: Sensor) -> DeviceProbe | None:
@@ -289,6 +301,7 @@ class Service:
                 group.create_task(parts.rules.run_checkpoints(), name="rules-checkpoints"),
                 group.create_task(parts.rules.run_watch(), name="rules-watch"),
                 group.create_task(parts.supervisor.run(), name="case-supervision"),
+                group.create_task(parts.feed.run(), name="dispatch-sequencer"),
             ]
             serving = group.create_task(parts.server.serve(), name="http-api")
             listening = asyncio.create_task(parts.server.listening.wait())
@@ -297,6 +310,8 @@ class Service:
             self.started.set()
             await stop.wait()
             log.info("gridwatch stopping")
+            # Long polls answer with what they have instead of holding the shutdown up.
+            parts.feed.close()
             parts.server.should_exit = True
             for worker in workers:
                 worker.cancel()

@@ -101,6 +101,7 @@ async def report_case(
             at=datetime.now(UTC),
             policy=context.case_policy,
         )
+    context.events_committed()  # the relay and the pull queue, now rather than at their poll
     response.headers["Location"] = f"/api/v1/cases/{case.id}"
     response.headers["ETag"] = etag(case.version)
     return CaseRead.model_validate(case)
@@ -185,6 +186,7 @@ async def transition_case(
             {"field": field.value, "reason": reason} for field, reason in err.problems.items()
         ]
         return problem(422, str(err), errors=errors)
+    context.events_committed()
     response.headers["ETag"] = etag(case.version)
     return CaseRead.model_validate(case)
 
