@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
     webhook_max_attempts: int = Field(default=12, ge=1)
+    # How long a relay holds a delivery it sends; keep it above the webhook timeout (10 s)
+    # plus recording, or a slow relay's deliveries are sent twice. Shorter: a crashed
+    # process's deliveries go out sooner after its restart.
+    webhook_lease_s: float = Field(default=30.0, gt=10.0, le=3600.0)
     # Cases: auto-dispatch routing (absent: every case is dispatched by hand), the time limits
     # and working calendar (absent: the shipped ones), the recurrence reopen window, and how
     # often supervision checks the deadlines.

@@ -161,6 +161,7 @@ class Service:
             http=http,
             metrics=self.metrics,
             max_attempts=settings.webhook_max_attempts,
+            lease_s=settings.webhook_lease_s,
         )
         feed = DispatchFeed(sessions=sessions)
 
