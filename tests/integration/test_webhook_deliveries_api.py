@@ -4,8 +4,10 @@ import random
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from gridwatch.api.roles import Role
+from gridwatch.dispatch.models import WebhookDelivery
 from gridwatch.dispatch.relay import WebhookRelay
 from gridwatch.domain import AlarmTransition
 from gridwatch.gateway.metrics import Metrics
@@ -141,3 +143,21 @@ async def test_an_unknown_subscription_is_a_404(api):
     answer = await api.client.get(f"{BASE}/sub_nothere/deliveries", headers=api.as_role(Role.ADMIN))
     assert answer.status_code == 404
     assert answer.headers["content-type"] == "application/problem+json"
+
+
+async def test_deleting_a_subscription_makes_what_it_had_pending_dead_letters(
+    api, sessions, webhook_receiver
+):
+    subscription = await _subscribed(api, webhook_receiver)
+    await _raise(sessions, alarm(AlarmTransition.RAISED))
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        relay = await _relay(sessions, http, Clock())
+        await relay._fan_out()  # queued, not sent
+    admin = api.as_role(Role.ADMIN)
+    gone = await api.client.delete(f"{BASE}/{subscription}", headers=admin | {"If-Match": "*"})
+    assert gone.status_code == 204, gone.text
+    async with sessions() as session:
+        (status, error), *_ = (
+            await session.execute(select(WebhookDelivery.status, WebhookDelivery.last_error))
+        ).all()
+    assert (status, error) == ("dead", "subscription deleted")

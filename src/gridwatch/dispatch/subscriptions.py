@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gridwatch.cases.models import OutboxEvent
 from gridwatch.cases.routing import category_matches
-from gridwatch.dispatch.models import WebhookSubscription
+from gridwatch.dispatch.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
 from gridwatch.dispatch.subscription_schemas import (
     DEFAULT_OVERLAP_S,
     MAX_URL_LENGTH,
@@ -215,6 +215,16 @@ async def delete_subscription(
         "deleted_at": at,
     }
     await _write(session, subscription, values, at=at)
+    # What was still to send will never be: dead letters, so nothing waits on them forever.
+    await session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.subscription_id == subscription_id,
+            WebhookDelivery.status == DeliveryStatus.PENDING.value,
+        )
+        .values(status=DeliveryStatus.DEAD.value, last_error="subscription deleted")
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def ensure_subscription(
