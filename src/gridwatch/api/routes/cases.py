@@ -191,6 +191,18 @@ async def transition_case(
     return CaseRead.model_validate(case)
 
 
+def write_preconditions(if_match: str | None, *, what: str) -> frozenset[int] | JSONResponse | None:
+    """The versions a write of `what` may change (None: `*`, any), or the header's problem."""
+    if if_match is None:
+        return problem(428, f"send If-Match with {what}'s ETag (its version), or *")
+    if if_match.strip() == "*":
+        return None
+    versions = parse_if_match(if_match)
+    if versions is None:
+        return problem(400, f'If-Match must be version ETags such as "3" or *, not {if_match!r}')
+    return versions
+
+
 def etag(version: int) -> str:
     """The ETag of a case at `version`."""
     return f'"{version}"'

@@ -25,7 +25,7 @@ from gridwatch.api.problems import (
     problem,
 )
 from gridwatch.api.roles import Permission
-from gridwatch.api.routes.cases import etag, parse_if_match
+from gridwatch.api.routes.cases import etag, write_preconditions
 from gridwatch.cases import routing_store
 from gridwatch.cases.routing import (
     RouteEntry,
@@ -123,7 +123,7 @@ async def put_routing(
     The table is checked whole, as the routing file is: a 422 names every field and why, and
     nothing changes.
     """
-    versions = _preconditions(if_match)
+    versions = write_preconditions(if_match, what="the routing table")
     if isinstance(versions, JSONResponse):
         return versions
     fields = {key: value for key, value in document.items() if key not in _READ_ONLY}
@@ -151,7 +151,7 @@ async def delete_routing(
     if_match: Annotated[str | None, Header(description='The version read: "3", or *.')] = None,
 ) -> Any:
     """Drop the stored table: the routing file's is in force again (or none); answers with it."""
-    versions = _preconditions(if_match)
+    versions = write_preconditions(if_match, what="the routing table")
     if isinstance(versions, JSONResponse):
         return versions
     return await _write(context, session, principal.key_id, None, versions, response)
@@ -177,18 +177,6 @@ async def get_route(
     if found is None:
         return RouteAnswer(unit=None, explanation="no entry matches: dispatched by hand")
     return RouteAnswer(unit=found.unit, by_owner=found.by_owner, explanation=found.explain())
-
-
-def _preconditions(if_match: str | None) -> frozenset[int] | JSONResponse | None:
-    """The versions a write may replace (None: any), or the problem with the header."""
-    if if_match is None:
-        return problem(428, "send If-Match with the routing table's ETag (its version), or *")
-    if if_match.strip() == "*":
-        return None
-    versions = parse_if_match(if_match)
-    if versions is None:
-        return problem(400, f'If-Match must be version ETags such as "3" or *, not {if_match!r}')
-    return versions
 
 
 async def _write(

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from gridwatch.api.deps import PrincipalDep, SessionDep, permitted
 from gridwatch.api.problems import PROBLEM_JSON, problem
 from gridwatch.api.roles import Permission
-from gridwatch.api.routes.cases import etag, parse_if_match
+from gridwatch.api.routes.cases import etag, write_preconditions
 from gridwatch.dispatch import subscriptions
 from gridwatch.dispatch.models import WebhookSubscription
 from gridwatch.dispatch.subscription_schemas import (
@@ -109,7 +109,7 @@ async def update_webhook(
     if_match: IfMatch = None,
 ) -> Any:
     """Change the URL, types, filter, description, or enable and disable it."""
-    versions = _preconditions(if_match)
+    versions = write_preconditions(if_match, what="the subscription")
     if isinstance(versions, JSONResponse):
         return versions
     now = datetime.now(UTC)
@@ -146,7 +146,7 @@ async def rotate_webhook_secret(
     During the overlap every delivery carries two signatures in `webhook-signature`, one per
     secret, so the receiver can switch whenever it likes within it.
     """
-    versions = _preconditions(if_match)
+    versions = write_preconditions(if_match, what="the subscription")
     if isinstance(versions, JSONResponse):
         return versions
     now = datetime.now(UTC)
@@ -169,7 +169,7 @@ async def delete_webhook(
     subscription_id: str, session: SessionDep, if_match: IfMatch = None
 ) -> Response:
     """Stop sending to it for good; its URL can be subscribed again."""
-    versions = _preconditions(if_match)
+    versions = write_preconditions(if_match, what="the subscription")
     if isinstance(versions, JSONResponse):
         return versions
     try:
@@ -205,18 +205,6 @@ def _refused(err: Exception) -> JSONResponse:
 def _conflict(err: subscriptions.DuplicateUrlError) -> JSONResponse:
     extra = {} if err.existing_id is None else {"subscription_id": err.existing_id}
     return problem(409, str(err), errors=[{"field": "url", "reason": str(err)}], **extra)
-
-
-def _preconditions(if_match: str | None) -> frozenset[int] | JSONResponse | None:
-    """The versions a write may change (None: any), or the problem with the header."""
-    if if_match is None:
-        return problem(428, "send If-Match with the subscription's ETag (its version), or *")
-    if if_match.strip() == "*":
-        return None
-    versions = parse_if_match(if_match)
-    if versions is None:
-        return problem(400, f'If-Match must be version ETags such as "3" or *, not {if_match!r}')
-    return versions
 
 
 def _read(row: WebhookSubscription, response: Response, *, now: datetime) -> SubscriptionRead:
