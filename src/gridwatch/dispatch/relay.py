@@ -295,7 +295,12 @@ class WebhookRelay:
             # relays from taking one delivery.
             claimed = await session.scalars(
                 update(WebhookDelivery)
-                .where(WebhookDelivery.id.in_(chosen), _lease_free(now))
+                .where(
+                    WebhookDelivery.id.in_(chosen),
+                    # Another relay may have sent and recorded it since the SELECT.
+                    WebhookDelivery.status == DeliveryStatus.PENDING.value,
+                    _lease_free(now),
+                )
                 .values(lease_until=now + self._lease, claimed_by=self.worker_id)
                 .returning(WebhookDelivery.id)
             )
